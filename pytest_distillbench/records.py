@@ -1,0 +1,150 @@
+"""Per-item records: what every later concern (statistics, FLOPs, baselines, evidence) reads.
+
+A ``TaskRun`` is one (model, task) evaluation; it holds one ``ItemRecord`` per document.
+Both are frozen and round-trip through plain JSON (``to_dict`` / ``from_dict``) so the cache,
+baselines and run files all store the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal
+
+RequestKind = Literal["loglikelihood", "loglikelihood_rolling", "generate_until", "multiple_choice"]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One call to the model on behalf of an item (a choice, a generation, a repeat)."""
+
+    kind: str
+    context_tokens: int
+    output_tokens: int  # continuation tokens (log-likelihood) or generated tokens (generation)
+
+
+@dataclass(frozen=True)
+class ItemRecord:
+    doc_id: int
+    doc_hash: str
+    prompt: str
+    target: str
+    response: str  # what was scored: filtered generation, or the chosen choice's text
+    raw_response: str  # unfiltered generation ("" for log-likelihood tasks)
+    score: float  # the task's primary metric for this item
+    prompt_tokens: int
+    output_tokens: int
+    requests: tuple[Request, ...] = ()
+    # multiple choice: log-likelihood of each choice and the index of the gold one
+    choice_logprobs: tuple[float, ...] | None = None
+    gold: int | None = None
+    # filled by compute accounting (None when the architecture is unknown)
+    flops: float | None = None
+
+    @property
+    def correct(self) -> bool:
+        return self.score >= 0.5
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["requests"] = [[r.kind, r.context_tokens, r.output_tokens] for r in self.requests]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ItemRecord:
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["requests"] = tuple(Request(str(k), int(c), int(o)) for k, c, o in data.get("requests", ()))
+        if kwargs.get("choice_logprobs") is not None:
+            kwargs["choice_logprobs"] = tuple(float(x) for x in kwargs["choice_logprobs"])
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a (model, task) evaluation cost. ``None`` means unknown, never a guess."""
+
+    requests: int
+    prompt_tokens: int
+    output_tokens: int
+    seconds: float
+    flops: float | None = None
+    prefill_flops: float | None = None
+    decode_flops: float | None = None
+    flops_per_second: float | None = None
+    mfu: float | None = None
+    dollars: float | None = None
+    flops_source: str = "unknown"  # "analytic", "measured", "declared", "unknown"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Cost:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    """One model evaluated on one task."""
+
+    task: str  # qualified id: "<suite>/<task>"
+    model: str  # the model's name in the session (teacher, student, ...)
+    metric: str
+    records: tuple[ItemRecord, ...]
+    wall_seconds: float
+    model_fingerprint: str
+    task_fingerprint: str
+    backend: str = "hf"
+    cost: Cost | None = None
+    from_cache: bool = False
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def n(self) -> int:
+        return len(self.records)
+
+    @property
+    def score(self) -> float:
+        return sum(r.score for r in self.records) / len(self.records) if self.records else float("nan")
+
+    @property
+    def successes(self) -> int:
+        return sum(1 for r in self.records if r.correct)
+
+    def outcomes(self) -> dict[str, float]:
+        """Per-item scores keyed by doc hash: the unit paired statistics work on."""
+        return {r.doc_hash: r.score for r in self.records}
+
+    def with_cost(self, cost: Cost, records: tuple[ItemRecord, ...] | None = None) -> TaskRun:
+        return replace(self, cost=cost, records=self.records if records is None else records)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "model": self.model,
+            "metric": self.metric,
+            "wall_seconds": self.wall_seconds,
+            "model_fingerprint": self.model_fingerprint,
+            "task_fingerprint": self.task_fingerprint,
+            "backend": self.backend,
+            "cost": None if self.cost is None else self.cost.to_dict(),
+            "meta": self.meta,
+            "records": [r.to_dict() for r in self.records],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, from_cache: bool = False) -> TaskRun:
+        return cls(
+            task=data["task"],
+            model=data["model"],
+            metric=data["metric"],
+            records=tuple(ItemRecord.from_dict(r) for r in data["records"]),
+            wall_seconds=float(data["wall_seconds"]),
+            model_fingerprint=data["model_fingerprint"],
+            task_fingerprint=data["task_fingerprint"],
+            backend=data.get("backend", "hf"),
+            cost=None if data.get("cost") is None else Cost.from_dict(data["cost"]),
+            from_cache=from_cache,
+            meta=dict(data.get("meta", {})),
+        )
