@@ -1,0 +1,166 @@
+"""Build the zoo: train the teacher, distil the student from it, train the control on labels.
+
+``distillbench zoo build [--out DIR] [--steps-scale X] [--seed N]``. Same command, same
+weights: fixed seeds, deterministic torch kernels, a fixed CPU thread count, and a batch order
+drawn from a seeded generator that the student and the control share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..models import fingerprint
+from . import ZOO_DIR
+from .architecture import STUDENT_SHAPE, TEACHER_SHAPE, ModelShape, make_model, parameter_counts
+from .card import ModelFacts, write_card, write_manifest
+from .corpus import batch_order, encode_records, load_records
+from .tokenizer import build_tokenizer, save_tokenizer
+from .training import TrainConfig, TrainLog, train
+from .validation import validation_scores
+
+DEFAULT_DATA = ZOO_DIR.parents[1] / "suites" / "data"
+THREADS = 2
+
+
+@dataclass(frozen=True)
+class ZooPlan:
+    teacher_shape: ModelShape = TEACHER_SHAPE
+    student_shape: ModelShape = STUDENT_SHAPE
+    teacher: TrainConfig = TrainConfig(steps=3000, batch_size=64, lr=2e-3, warmup=150)
+    student: TrainConfig = TrainConfig(steps=3000, batch_size=64, lr=3e-3, warmup=150,
+                                       alpha=0.7, temperature=2.0)
+    validation_limit: int = 200
+    code_validation_limit: int = 60
+    threads: int = THREADS
+    tasks: tuple[str, ...] | None = field(default=None)  # None: every task under the data root
+
+    def scaled(self, scale: float) -> ZooPlan:
+        return replace(self, teacher=self.teacher.scaled(scale), student=self.student.scaled(scale))
+
+
+def matmul_parameters(model) -> int:
+    counts = parameter_counts(model)
+    return counts["non_embedding"] + model.transformer.wte.weight.numel()
+
+
+def _facts(name: str, role: str, model, log: TrainLog, config: TrainConfig, *, seeds: dict[str, int],
+           data: dict[str, int], validation: dict[str, float], directory: Path, command: str,
+           threads: int, teacher=None) -> ModelFacts:
+    counts = parameter_counts(model)
+    n = matmul_parameters(model)
+    cfg = model.config
+    return ModelFacts(
+        name=name, role=role,
+        architecture={"model_type": "gpt2", "n_layer": cfg.n_layer, "n_embd": cfg.n_embd,
+                      "n_head": cfg.n_head, "n_positions": cfg.n_positions,
+                      "vocab_size": cfg.vocab_size},
+        parameters=counts["total"], non_embedding_parameters=counts["non_embedding"],
+        matmul_parameters=n,
+        training={**asdict(config), "betas": list(config.betas), "seconds": round(log.seconds, 1),
+                  "steps_per_second": round(log.steps_per_second, 3),
+                  "final_loss": round(sum(log.losses[-50:]) / len(log.losses[-50:]), 4)},
+        training_tokens=log.tokens, target_tokens=log.target_tokens,
+        training_flops=6.0 * n * log.tokens,
+        teacher_forward_flops=0.0 if teacher is None else 2.0 * matmul_parameters(teacher) * log.tokens,
+        seeds=seeds, data=data, validation=validation, fingerprint=fingerprint(directory),
+        command=command, teacher=None if teacher is None else "teacher",
+        environment={"torch": torch.__version__, "torch_threads": threads,
+                     "python": platform.python_version(), "machine": platform.machine()},
+    )
+
+
+def save_checkpoint(model, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(directory), safe_serialization=True)
+    save_tokenizer(directory)
+
+
+def build_zoo(out_dir: Path, *, scale: float = 1.0, seed: int = 0,
+              progress: Callable[[str], None] = print, data_root: Path | None = None,
+              plan: ZooPlan | None = None) -> dict[str, Any]:
+    """Train and save ``teacher/``, ``student/`` and ``control/`` under ``out_dir`` with their
+    model cards and ``manifest.json``; return the manifest's content."""
+    out_dir = Path(out_dir)
+    data_root = Path(data_root) if data_root is not None else DEFAULT_DATA
+    plan = (plan or ZooPlan()).scaled(scale)
+    torch.set_num_threads(plan.threads)
+    torch.use_deterministic_algorithms(True)
+    started = time.perf_counter()
+
+    records = load_records(data_root, "train")
+    validation = load_records(data_root, "validation")
+    if plan.tasks is not None:
+        records = {t: records[t] for t in plan.tasks}
+        validation = {t: validation[t] for t in plan.tasks if t in validation}
+    n_positions = plan.teacher_shape.n_positions
+    examples = encode_records(records, n_positions)
+    data = {f"{task}/train": len(rows) for task, rows in examples.items()}
+    pad_id = build_tokenizer().pad_token_id
+    progress(f"zoo: {len(examples)} tasks, {sum(data.values()):,} train examples from {data_root}")
+
+    seeds = {"data_order": seed, "teacher_init": seed + 1, "student_init": seed + 2}
+    command = f"distillbench zoo build --seed {seed} --steps-scale {scale:g}"
+    facts: dict[str, ModelFacts] = {}
+
+    def order(config: TrainConfig):
+        return batch_order(examples, steps=config.steps, batch_size=config.batch_size,
+                           seed=seeds["data_order"])
+
+    def finish(name: str, role: str, model, log: TrainLog, config: TrainConfig, teacher=None) -> None:
+        directory = out_dir / name
+        save_checkpoint(model, directory)
+        scores = validation_scores(model, validation, limit=plan.validation_limit,
+                                   code_limit=plan.code_validation_limit)
+        progress(f"[{name}] validation " + ", ".join(f"{t} {s:.3f}" for t, s in scores.items()))
+        facts[name] = _facts(name, role, model, log, config, seeds=seeds, data=data,
+                             validation=scores, directory=directory, command=command,
+                             threads=plan.threads, teacher=teacher)
+        write_card(directory, facts[name])
+
+    teacher = make_model(plan.teacher_shape, seeds["teacher_init"])
+    progress(f"[teacher] {parameter_counts(teacher)}")
+    log = train(teacher, order(plan.teacher), plan.teacher, pad_id=pad_id, name="teacher",
+                progress=progress)
+    finish("teacher", "teacher", teacher, log, plan.teacher)
+
+    for name in ("student", "control"):
+        model = make_model(plan.student_shape, seeds["student_init"])
+        distil_from = teacher if name == "student" else None
+        progress(f"[{name}] {parameter_counts(model)}")
+        log = train(model, order(plan.student), plan.student, pad_id=pad_id, teacher=distil_from,
+                    name=name, progress=progress)
+        finish(name, name, model, log, plan.student, teacher=distil_from)
+
+    elapsed = time.perf_counter() - started
+    extra = {"build_seconds": round(elapsed, 1), "seed": seed, "steps_scale": scale,
+             "command": command, "data_root": "suites/data"}
+    write_manifest(out_dir / "manifest.json", facts, extra)
+    progress(f"zoo: built in {elapsed:.0f} s")
+    return {**extra, "models": {k: v.to_dict() for k, v in facts.items()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="distillbench zoo build",
+                                     description="Train the embedded teacher, student and control.")
+    parser.add_argument("--out", type=Path, default=ZOO_DIR, help="where to write the checkpoints")
+    parser.add_argument("--steps-scale", type=float, default=1.0,
+                        help="multiply every step count (e.g. 0.01 for a miniature build)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="root of <suite>/<task>/{train,validation}.jsonl")
+    args = parser.parse_args(argv)
+    build_zoo(args.out, scale=args.steps_scale, seed=args.seed, data_root=args.data,
+              progress=lambda line: print(line, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
