@@ -1,0 +1,63 @@
+"""Transformers backend through lm-eval's ``HFLM``.
+
+Deterministic settings: a fixed batch size (never "auto"), and ``logits_cache=False`` because
+lm-eval's logits cache can reuse one request's logits for another with a shared prefix in a way
+that depends on batch composition (lm-eval issue #1625).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import DistillbenchError
+from ..models import ModelSpec
+
+
+def available() -> str | None:
+    return None  # torch and transformers are hard dependencies
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def build(spec: ModelSpec, settings: Any = None) -> Any:
+    from lm_eval.models.huggingface import HFLM
+
+    kwargs: dict[str, Any] = dict(
+        pretrained=spec.path,
+        dtype=spec.dtype,
+        device=resolve_device(spec.device),
+        batch_size=int(spec.batch_size),
+        logits_cache=False,
+    )
+    tokenizer = spec.option("tokenizer")
+    if tokenizer:
+        kwargs["tokenizer"] = tokenizer
+    if spec.option("max_length"):
+        kwargs["max_length"] = int(spec.option("max_length"))  # type: ignore[arg-type]
+    try:
+        return HFLM(**kwargs)
+    except (OSError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DistillbenchError(
+            f"model {spec.name!r} cannot be loaded from {spec.path} ({first})",
+            key=f"models.{spec.name}.path",
+            fix="point it at a Hugging Face checkpoint directory (config.json, weights, tokenizer) "
+                "that exists on this machine; no model is downloaded at run time",
+        ) from None
+
+
+def token_counter(lm: Any):
+    """A function str -> token count using the loaded model's own tokenizer."""
+    return lambda text: len(lm.tok_encode(text))
+
+
+def model_config(lm: Any) -> dict[str, Any] | None:
+    model = getattr(lm, "model", None)
+    config = getattr(model, "config", None)
+    return None if config is None else config.to_dict()

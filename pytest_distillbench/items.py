@@ -1,0 +1,122 @@
+"""pytest collector and items: a suite file becomes ``<task>[<model>]``-style test items.
+
+Items are views: they ask the session's evaluator for results computed once and only compare
+numbers. Their failures render as short readable messages, never tracebacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .errors import DistillbenchError
+from .suites import TaskSpec, load_suite
+
+if TYPE_CHECKING:
+    from .session import DistillbenchSession
+
+
+class DistillbenchFailure(AssertionError):
+    """A threshold or verdict not met; the message is the whole report."""
+
+
+class SuiteFile(pytest.File):
+    def collect(self) -> Iterator[pytest.Item]:
+        from .plugin import session_state
+
+        state = session_state(self.config)
+        try:
+            suite = load_suite(self.path)
+        except DistillbenchError as exc:
+            raise SuiteError(str(exc)) from None
+        settings = state.settings
+        for task in suite.tasks:
+            state.register_task(task)
+            for model in settings.models:
+                yield ScoreItem.from_parent(self, name=f"{task.name}[{model.name}]", task=task,
+                                            model=model.name)
+            for model in settings.models:
+                if model.role != "student":
+                    continue
+                yield RetentionItem.from_parent(self, name=f"{task.name}[{model.name}-retention]",
+                                                task=task, model=model.name)
+                limits = task.thresholds_for(model.name, model.role)
+                if limits.max_compute_ratio is not None or limits.min_efficiency is not None:
+                    yield ComputeItem.from_parent(self, name=f"{task.name}[{model.name}-compute]",
+                                                  task=task, model=model.name)
+            for model in settings.models:
+                yield BaselineItem.from_parent(self, name=f"{task.name}[{model.name}-baseline]",
+                                               task=task, model=model.name)
+            for model in settings.models:
+                if model.role != "teacher" and model.expect_distilled is not None:
+                    yield EvidenceItem.from_parent(self, name=f"{task.name}[{model.name}-evidence]",
+                                                   task=task, model=model.name)
+
+
+class SuiteError(Exception):
+    """Raised during collection; pytest shows it as a collection error without a traceback."""
+
+
+class DistillbenchItem(pytest.Item):
+    kind = "score"
+
+    def __init__(self, *, task: TaskSpec, model: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.task = task
+        self.model = model
+
+    @property
+    def state(self) -> DistillbenchSession:
+        from .plugin import session_state
+
+        return session_state(self.config)
+
+    def needs(self) -> set[tuple[str, str]]:
+        return {(self.model, self.task.id)}
+
+    def runtest(self) -> None:
+        self.state.run_item(self)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, (DistillbenchFailure, DistillbenchError)):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, None, f"{self.task.id} [{self.model} {self.kind}]"
+
+
+class ScoreItem(DistillbenchItem):
+    kind = "score"
+
+
+class RetentionItem(DistillbenchItem):
+    kind = "retention"
+
+    def needs(self) -> set[tuple[str, str]]:
+        teacher = self.state.settings.teacher_of(self.state.settings.model(self.model))
+        assert teacher is not None
+        return {(self.model, self.task.id), (teacher.name, self.task.id)}
+
+
+class ComputeItem(RetentionItem):
+    kind = "compute"
+
+
+class BaselineItem(DistillbenchItem):
+    kind = "baseline"
+
+
+class EvidenceItem(RetentionItem):
+    kind = "evidence"
+
+    def needs(self) -> set[tuple[str, str]]:
+        # The verdict is relative to the controls (or, for a control, to the students).
+        settings = self.state.settings
+        needed = super().needs()
+        for m in settings.models:
+            if m.role in ("student", "control"):
+                needed.add((m.name, self.task.id))
+        return needed

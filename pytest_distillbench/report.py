@@ -1,0 +1,184 @@
+"""One pandas DataFrame of the session's results -> terminal table, run files, CSV.
+
+The terminal table is the primary output: one row per task, shown with ``-q`` too (it is written
+by the terminal summary hook, after output capture has ended).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from . import stats
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .session import DistillbenchSession
+
+MAX_NAME = 18
+
+
+def short(name: str, width: int = MAX_NAME) -> str:
+    return name if len(name) <= width else name[: width - 1] + "~"
+
+
+def summary_frame(state: DistillbenchSession) -> pd.DataFrame:
+    """One row per (task, model): the numbers every report is built from."""
+    import pandas as pd
+
+    from .checks import compute_figures, retention_figures
+
+    rows: list[dict[str, Any]] = []
+    runs = state.runs()
+    settings = state.settings
+    for task_id, task in state.tasks.items():
+        for model in settings.models:
+            run = runs.get((model.name, task_id))
+            row: dict[str, Any] = {
+                "suite": task.suite, "task": task.name, "task_id": task_id, "difficulty": task.difficulty,
+                "model": model.name, "role": model.role, "metric": task.metric_key,
+            }
+            if run is None:
+                rows.append(row)
+                continue
+            lo, hi = stats.wilson_interval(run.successes, run.n)
+            row.update(n=run.n, score=run.score, ci_low=lo, ci_high=hi, seconds=run.wall_seconds,
+                       from_cache=run.from_cache)
+            if run.cost is not None:
+                c = run.cost
+                row.update(flops=c.flops, flops_per_item=None if c.flops is None else c.flops / run.n,
+                           tokens=c.prompt_tokens + c.output_tokens, mfu=c.mfu, dollars=c.dollars,
+                           quality_per_flop=None if not c.flops else run.score / (c.flops / run.n))
+            teacher = settings.teacher_of(model)
+            trun = runs.get((teacher.name, task_id)) if teacher else None
+            if trun is not None and model.role == "student":
+                row.update(retention_figures(run, trun, settings.seed))
+                row.update({k: v for k, v in compute_figures(run, trun, settings.seed).items()
+                            if k in ("compute_ratio", "efficiency")})
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    status = _task_status(state)
+    if not frame.empty:
+        frame["status"] = frame["task_id"].map(status).fillna("")
+    return frame
+
+
+def _task_status(state: DistillbenchSession) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for entry in state.items.values():
+        current = out.get(entry.task, "ok")
+        if entry.outcome == "failed":
+            current = "FAIL"
+        elif entry.outcome == "skipped" and current == "ok":
+            current = "skip"
+        elif entry.outcome == "pending" and current == "ok":
+            current = "-"
+        out[entry.task] = current
+    return out
+
+
+def _cell(score: Any, lo: Any, hi: Any) -> str:
+    if score is None or (isinstance(score, float) and math.isnan(score)):
+        return "-"
+    return f"{score:.3f}±{(hi - lo) / 2:.3f}"
+
+
+def _sci(x: Any) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.2e}"
+
+
+def terminal_table(state: DistillbenchSession, frame: pd.DataFrame) -> str:
+    from tabulate import tabulate
+
+    if frame.empty or "score" not in frame:
+        return ""
+    models = [m for m in state.settings.models]
+    students = [m for m in models if m.role == "student"]
+    headers = ["suite", "task", "n"] + [short(m.name, 12) for m in models]
+    headers += [f"ret:{short(s.name, 8)}" for s in students]
+    headers += ["FLOP/item", "status"]
+    body = []
+    for task_id, group in frame.groupby("task_id", sort=False):
+        by_model = {r["model"]: r for _, r in group.iterrows()}
+        first = group.iloc[0]
+        n = next((int(r["n"]) for r in by_model.values() if not _missing(r.get("n"))), None)
+        row = [short(first["suite"], 10), short(first["task"]), "-" if n is None else n]
+        for m in models:
+            r = by_model.get(m.name)
+            row.append("-" if r is None else _cell(r.get("score"), r.get("ci_low"), r.get("ci_high")))
+        for s in students:
+            r = by_model.get(s.name)
+            ret = None if r is None else r.get("retention")
+            row.append("-" if _missing(ret) else f"{ret:.2f}")
+        teacher = by_model.get(state.settings.teacher.name) if state.settings.teacher else None
+        row.append("-" if teacher is None else _sci(teacher.get("flops_per_item")))
+        status = first.get("status", "")
+        row.append("FAIL <" if status == "FAIL" else status)
+        body.append(row)
+    return tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True,
+                    colalign=("left", "left", "right") + ("right",) * (len(headers) - 3))
+
+
+def _missing(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def cost_table(state: DistillbenchSession, frame: pd.DataFrame) -> str:
+    """Per model: FLOPs per item, quality per FLOP, compute ratio, efficiency, MFU (suite means)."""
+    from tabulate import tabulate
+
+    if frame.empty or "flops_per_item" not in frame:
+        return ""
+    body = []
+    for model in state.settings.models:
+        sub = frame[frame["model"] == model.name]
+        if sub.empty or "score" not in sub or sub["score"].isna().all():
+            continue
+
+        def mean(col: str) -> Any:
+            if col not in sub:
+                return None
+            vals = sub[col].dropna()
+            return None if vals.empty else float(vals.mean())
+
+        body.append([short(model.name, 12), model.role, _fmt(mean("score")), _sci(mean("flops_per_item")),
+                     _sci(mean("quality_per_flop")), _fmt(mean("compute_ratio"), 4),
+                     _fmt(mean("efficiency"), 2), _pct(mean("mfu"))])
+    headers = ["model", "role", "mean score", "FLOP/item", "score/FLOP", "compute ratio",
+               "efficiency", "MFU"]
+    return tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    return "-" if _missing(x) else f"{x:.{digits}f}"
+
+
+def _pct(x: Any) -> str:
+    return "-" if _missing(x) else f"{100 * x:.2f}%"
+
+
+def write_outputs(state: DistillbenchSession, terminalreporter: Any) -> None:
+    from .runfiles import write_run_files
+
+    frame = summary_frame(state)
+    table = terminal_table(state, frame)
+    if not table:
+        return
+    tr = terminalreporter
+    tr.write_sep("=", "distillbench summary")
+    tr.write_line(table)
+    costs = cost_table(state, frame)
+    if costs:
+        tr.write_line("")
+        tr.write_line("compute (means over tasks; FLOPs are analytic unless stated):")
+        tr.write_line(costs)
+    for section in state.extra.get("report_sections", []):
+        tr.write_line("")
+        tr.write_line(section(state))
+    for warning in state.warnings:
+        tr.write_line(f"warning: {warning}")
+    for path in write_run_files(state, frame):
+        tr.write_line(f"distillbench: wrote {path}")
