@@ -7,6 +7,7 @@ the operation itself, never by running the canonical source.
 
 from __future__ import annotations
 
+import copy
 import operator
 import random
 from collections.abc import Callable
@@ -41,8 +42,22 @@ def problem_key(record: Record) -> str:
     return record["prompt"].split("(", 1)[1]
 
 
-def _number_inputs(rng: random.Random, low: int = -5) -> list[int]:
-    return rng.sample(range(low, 30), 4)
+def _number_inputs(rng: random.Random) -> list[int]:
+    return rng.sample(range(-5, 30), 4)
+
+
+def _telling_cases(rng: random.Random, draw_inputs: Callable[[random.Random], list[Any]],
+                   fn: Callable[[Any], Any], tries: int = 100) -> list[tuple[Any, Any]]:
+    """Draw inputs until the expected outputs tell the task apart from trivial answers.
+
+    The outputs must not all be equal (or a constant would pass) and must not all equal their
+    inputs (or ``return x`` would pass).
+    """
+    for _ in range(tries):
+        cases = [(given, fn(copy.deepcopy(given))) for given in draw_inputs(rng)]
+        if len({repr(out) for _, out in cases}) > 1 and any(out != given for given, out in cases):
+            return cases
+    raise ValueError(f"no telling test inputs found in {tries} draws; the operation is degenerate")
 
 
 ARITH_PHRASES = {
@@ -66,11 +81,11 @@ def code_arith(rng: random.Random) -> Record:
     if constant_first:
         doc = ARITH_PHRASES[symbol].format(x=k, k=arg)
         body = [f"return {k} {symbol} {arg}"]
-        cases = [(x, func(k, x)) for x in _number_inputs(rng)]
+        cases = _telling_cases(rng, _number_inputs, lambda x: func(k, x))
     else:
         doc = ARITH_PHRASES[symbol].format(x=arg, k=k)
         body = [f"return {arg} {symbol} {k}"]
-        cases = [(x, func(x, k)) for x in _number_inputs(rng)]
+        cases = _telling_cases(rng, _number_inputs, lambda x: func(x, k))
     return _record(rng.choice(FUNCTION_NAMES), arg, doc, body, cases)
 
 
@@ -86,9 +101,11 @@ def code_compose(rng: random.Random) -> Record:
     """Two steps through a temporary: ``t = x + 3`` then ``return t * 2``."""
     arg = rng.choice(NUMBER_ARGS)
     (s1, k1), (s2, k2) = [(rng.choice("+-*"), rng.randint(2, 9)) for _ in range(2)]
+    while {s1, s2} == {"+", "-"} and k1 == k2:  # adding then removing k is the identity
+        s2, k2 = rng.choice("+-*"), rng.randint(2, 9)
     doc = STEP_PHRASES[s1][0].format(k=k1, x=arg) + ", then " + STEP_PHRASES[s2][1].format(k=k2) + "."
     body = [f"t = {arg} {s1} {k1}", f"return t {s2} {k2}"]
-    cases = [(x, OPERATORS[s2](OPERATORS[s1](x, k1), k2)) for x in _number_inputs(rng)]
+    cases = _telling_cases(rng, _number_inputs, lambda x: OPERATORS[s2](OPERATORS[s1](x, k1), k2))
     return _record(rng.choice(FUNCTION_NAMES), arg, doc, body, cases)
 
 
@@ -106,7 +123,9 @@ MAPS = {"+": ("plus", operator.add), "*": ("times", operator.mul)}
 
 def code_lists(rng: random.Random) -> Record:
     """Reductions, filters and maps over a list of integers, each a one-line body."""
-    arg, k = rng.choice(LIST_ARGS), rng.randint(0, 20)
+    # items are 0..20: constants 2..18 keep filters from keeping all or nothing every time,
+    # filtered sums from always being 0, and maps from being the identity
+    arg, k = rng.choice(LIST_ARGS), rng.randint(2, 18)
     family = rng.randrange(5)
     fn: Callable[[list[int]], Any]
     nonempty = False
@@ -143,7 +162,7 @@ def code_lists(rng: random.Random) -> Record:
         doc = f"Return each item of {arg} {where} {k}, {word} {factor}."
         body = f"return [v {m_symbol} {factor} for v in {arg} if v {symbol} {k}]"
         fn = lambda xs: [func(v, factor) for v in xs if test(v, k)]  # noqa: E731
-    cases = [(xs, fn(list(xs))) for xs in _lists(rng, nonempty)]
+    cases = _telling_cases(rng, lambda r: _lists(r, nonempty), fn)
     return _record(rng.choice(FUNCTION_NAMES), arg, doc, [body], cases)
 
 
