@@ -1,0 +1,335 @@
+"""Pure statistical helpers used by thresholds, regression verdicts, retention and evidence.
+
+Every function takes plain numbers or sequences and returns plain floats, so the callers
+(baselines, evidence, report) never handle numpy or scipy objects. Sided tests follow one
+convention: ``alternative="greater"`` asks whether the *first* quantity exceeds the second
+(for McNemar: whether the baseline beats the new run, i.e. the run got worse).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy import stats as sps
+from scipy.spatial.distance import jensenshannon as _js_distance
+
+_ALTERNATIVES = ("greater", "less", "two-sided")
+
+# Sign-flip tests enumerate all 2**k sign patterns up to this many non-zero differences.
+EXACT_SIGN_FLIP_MAX = 16
+
+
+def _check_alternative(alternative: str) -> None:
+    if alternative not in _ALTERNATIVES:
+        raise ValueError(f"alternative must be one of {_ALTERNATIVES}, got {alternative!r}")
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion; ``(0, 1)`` when there are no trials."""
+    _check_confidence(confidence)
+    if n < 0 or not 0 <= successes <= max(n, 0):
+        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+    if n == 0:
+        return 0.0, 1.0
+    ci = sps.binomtest(int(successes), int(n)).proportion_ci(confidence, method="wilson")
+    # Clip rounding noise so the interval always contains the observed share and stays in [0, 1].
+    share = successes / n
+    return float(min(max(ci.low, 0.0), share)), float(max(min(ci.high, 1.0), share))
+
+
+def mcnemar_exact(b: int, c: int, alternative: str = "greater") -> float:
+    """Exact (conditional) McNemar test on the discordant pairs of a paired comparison.
+
+    ``b`` counts items the baseline got right and the new run got wrong, ``c`` the reverse.
+    Under no change each discordant item is equally likely to fall either way, so
+    ``b ~ Binomial(b + c, 1/2)``. ``"greater"`` tests whether the run got worse (b > c).
+    """
+    _check_alternative(alternative)
+    if b < 0 or c < 0:
+        raise ValueError(f"counts must be non-negative, got b={b}, c={c}")
+    k = b + c
+    if k == 0:
+        return 1.0
+    if alternative == "greater":
+        return float(sps.binom.sf(b - 1, k, 0.5))
+    if alternative == "less":
+        return float(sps.binom.cdf(b, k, 0.5))
+    return float(sps.binomtest(b, k, 0.5).pvalue)
+
+
+def mcnemar_mid_p(b: int, c: int, alternative: str = "greater") -> float:
+    """Mid-p McNemar: the exact p-value minus half the probability of the observed table.
+
+    Less conservative than :func:`mcnemar_exact`, but its false-alarm rate can exceed the
+    nominal level for some numbers of discordant pairs (e.g. 0.058 at alpha 0.05 with 20
+    discordant pairs), so the regression gate does not use it; the benchmark measures it.
+    """
+    _check_alternative(alternative)
+    if b < 0 or c < 0:
+        raise ValueError(f"counts must be non-negative, got b={b}, c={c}")
+    k = b + c
+    if k == 0:
+        return 1.0
+    half_observed = 0.5 * sps.binom.pmf(b, k, 0.5)
+    if alternative == "greater":
+        return float(sps.binom.sf(b, k, 0.5) + half_observed)
+    if alternative == "less":
+        return float(sps.binom.cdf(b - 1, k, 0.5) + half_observed)
+    one_sided = min(sps.binom.sf(b, k, 0.5), sps.binom.cdf(b - 1, k, 0.5)) + half_observed
+    return float(min(1.0, 2.0 * one_sided))
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm step-down adjusted p-values, capped at 1 and returned in the input order."""
+    p = np.asarray(pvalues, dtype=float)
+    if p.size == 0:
+        return []
+    if np.any(np.isnan(p)) or np.any(p < 0) or np.any(p > 1):
+        raise ValueError(f"p-values must lie in [0, 1], got {list(pvalues)}")
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    scaled = p[order] * (m - np.arange(m))
+    adjusted_sorted = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    adjusted = np.empty(m)
+    adjusted[order] = adjusted_sorted
+    return adjusted.tolist()
+
+
+def _interval_from_resamples(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    # An undefined resample (nan) means the statistic has no stable interval at this size.
+    if values.size == 0 or np.any(np.isnan(values)):
+        return math.nan, math.nan
+    tail = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(values, [tail, 1.0 - tail])
+    return float(lo), float(hi)
+
+
+def _resample_indices(n: int, iters: int, seed: int) -> np.ndarray:
+    if iters < 1:
+        raise ValueError(f"iters must be at least 1, got {iters}")
+    return np.random.default_rng(seed).integers(0, n, size=(iters, n))
+
+
+def bootstrap_interval(
+    statistic: Callable[..., np.ndarray],
+    *arrays: Sequence[float],
+    iters: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float, float]:
+    """Paired percentile bootstrap: ``(point, lo, hi)``.
+
+    All arrays are resampled with the *same* item indices, so pairing between them is kept.
+    ``statistic`` receives 2-D arrays (one resample per row) and must return one value per
+    row; the point estimate is the statistic of the original data (a single row). Bounds are
+    nan when any resample makes the statistic undefined (nan).
+    """
+    _check_confidence(confidence)
+    data = [np.asarray(a, dtype=float) for a in arrays]
+    if not data:
+        raise ValueError("bootstrap_interval needs at least one array")
+    n = data[0].size
+    if any(a.ndim != 1 or a.size != n for a in data):
+        raise ValueError("bootstrap arrays must be one-dimensional and of equal length")
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    point = float(np.asarray(statistic(*[a[None, :] for a in data]))[0])
+    idx = _resample_indices(n, iters, seed)
+    resampled = np.asarray(statistic(*[a[idx] for a in data]), dtype=float)
+    lo, hi = _interval_from_resamples(resampled, confidence)
+    return point, lo, hi
+
+
+def _ratio_of_means(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    num = numerator.sum(axis=-1)
+    den = denominator.sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den != 0, num / np.where(den != 0, den, 1.0), np.nan)
+
+
+def paired_bootstrap_ratio(
+    numerator: Sequence[float],
+    denominator: Sequence[float],
+    *,
+    iters: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float, float]:
+    """Ratio of means (e.g. retention = student score / teacher score) with a paired interval.
+
+    Items are resampled jointly, so an item the teacher and student both find hard stays
+    hard for both. A zero denominator gives a nan point; resamples with a zero denominator
+    give nan bounds rather than an infinite interval.
+    """
+    if len(numerator) != len(denominator):
+        raise ValueError(f"numerator and denominator differ in length: {len(numerator)} != {len(denominator)}")
+    return bootstrap_interval(
+        _ratio_of_means, numerator, denominator, iters=iters, seed=seed, confidence=confidence
+    )
+
+
+def _kappa_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    p1 = a.mean(axis=-1)
+    p2 = b.mean(axis=-1)
+    c_obs = (a == b).mean(axis=-1)
+    c_exp = p1 * p2 + (1.0 - p1) * (1.0 - p2)
+    degenerate = np.isclose(c_exp, 1.0, rtol=0.0, atol=1e-12)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kappa = (c_obs - c_exp) / np.where(degenerate, 1.0, 1.0 - c_exp)
+    fallback = np.where(np.isclose(c_obs, 1.0, rtol=0.0, atol=1e-12), 1.0, 0.0)
+    return np.clip(np.where(degenerate, fallback, kappa), -1.0, 1.0)
+
+
+def _as_bool_pair(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(a_correct, dtype=bool)
+    b = np.asarray(b_correct, dtype=bool)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError("outcome sequences must be one-dimensional and of equal length")
+    if a.size == 0:
+        raise ValueError("error consistency needs at least one item")
+    return a.astype(float), b.astype(float)
+
+
+def error_consistency(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> float:
+    """Error consistency (Geirhos et al. 2020): Cohen's kappa on per-item correctness.
+
+    kappa = (c_obs - c_exp) / (1 - c_exp), with c_obs the share of items both get right or
+    both get wrong and c_exp = p1 p2 + (1 - p1)(1 - p2) what independent errors would give.
+    When c_exp == 1 (both always right, or both always wrong) kappa is 0/0; we return 1.0 if
+    the two agree on every item (they do then) and 0.0 otherwise.
+    """
+    a, b = _as_bool_pair(a_correct, b_correct)
+    return float(_kappa_rows(a[None, :], b[None, :])[0])
+
+
+def error_consistency_interval(
+    a_correct: Sequence[bool],
+    b_correct: Sequence[bool],
+    *,
+    iters: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float, float]:
+    """Error consistency with a paired percentile-bootstrap interval: ``(kappa, lo, hi)``."""
+    a, b = _as_bool_pair(a_correct, b_correct)
+    return bootstrap_interval(_kappa_rows, a, b, iters=iters, seed=seed, confidence=confidence)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k (Chen et al. 2021): 1 - C(n - c, k) / C(n, k).
+
+    Uses the product form 1 - prod_{i=n-c+1..n} (1 - k / i), which avoids huge binomials.
+    """
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    i = np.arange(n - c + 1, n + 1, dtype=float)
+    return float(1.0 - np.prod(1.0 - k / i))
+
+
+def jensen_shannon(p: Sequence[float], q: Sequence[float]) -> float:
+    """Jensen-Shannon divergence in nats, in [0, ln 2]; inputs are normalised to sum 1."""
+    pa = np.asarray(p, dtype=float)
+    qa = np.asarray(q, dtype=float)
+    if pa.ndim != 1 or pa.shape != qa.shape or pa.size == 0:
+        raise ValueError("distributions must be one-dimensional, non-empty and of equal length")
+    if np.any(pa < 0) or np.any(qa < 0) or pa.sum() <= 0 or qa.sum() <= 0:
+        raise ValueError("distributions must be non-negative with a positive total")
+    # scipy returns the distance, the square root of the divergence.
+    divergence = float(_js_distance(pa, qa)) ** 2
+    return min(max(divergence, 0.0), math.log(2.0))
+
+
+def two_proportion_z(
+    successes_a: int, n_a: int, successes_b: int, n_b: int, alternative: str = "greater"
+) -> float:
+    """Unpaired pooled two-proportion z-test; ``"greater"`` tests whether a's rate exceeds b's."""
+    _check_alternative(alternative)
+    if n_a <= 0 or n_b <= 0 or not 0 <= successes_a <= n_a or not 0 <= successes_b <= n_b:
+        raise ValueError("need positive sample sizes and 0 <= successes <= n")
+    pa, pb = successes_a / n_a, successes_b / n_b
+    pooled = (successes_a + successes_b) / (n_a + n_b)
+    se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n_a + 1.0 / n_b))
+    # With zero pooled variance both rates are equal (all 0 or all 1): no evidence either way.
+    z = 0.0 if se == 0.0 else (pa - pb) / se
+    if alternative == "greater":
+        return float(sps.norm.sf(z))
+    if alternative == "less":
+        return float(sps.norm.cdf(z))
+    return float(min(1.0, 2.0 * sps.norm.sf(abs(z))))
+
+
+def _sign_flip_tail(observed: float, null_sums: np.ndarray, alternative: str, tol: float) -> np.ndarray:
+    if alternative == "greater":
+        return null_sums >= observed - tol
+    if alternative == "less":
+        return null_sums <= observed + tol
+    return np.abs(null_sums) >= abs(observed) - tol
+
+
+def sign_flip_test(
+    differences: Sequence[float],
+    *,
+    iters: int = 10000,
+    seed: int = 0,
+    alternative: str = "greater",
+) -> float:
+    """Paired permutation test on per-item differences (H0: each difference is symmetric about 0).
+
+    The statistic is the sum of differences. With at most ``EXACT_SIGN_FLIP_MAX`` non-zero
+    differences all sign patterns are enumerated (exact p-value); otherwise ``iters`` random
+    patterns give the Monte Carlo p-value (1 + hits) / (1 + iters), which never falls below
+    its own resolution and so keeps the false-alarm rate at or under the nominal level.
+    For 0/1 score differences the exact test equals :func:`mcnemar_exact`.
+    """
+    _check_alternative(alternative)
+    d = np.asarray(differences, dtype=float)
+    if d.ndim != 1 or np.any(~np.isfinite(d)):
+        raise ValueError("differences must be a one-dimensional sequence of finite numbers")
+    d = d[d != 0]
+    if d.size == 0:
+        return 1.0
+    observed = float(d.sum())
+    # Sums of the same numbers in another order differ by rounding only.
+    tol = 1e-9 * float(np.abs(d).sum())
+    k = d.size
+    if k <= EXACT_SIGN_FLIP_MAX:
+        patterns = (np.arange(2**k)[:, None] >> np.arange(k)) & 1
+        null_sums = (1 - 2 * patterns) @ d
+        return float(np.mean(_sign_flip_tail(observed, null_sums, alternative, tol)))
+    if iters < 1:
+        raise ValueError(f"iters must be at least 1, got {iters}")
+    rng = np.random.default_rng(seed)
+    hits = 0
+    chunk = max(1, min(iters, 4_000_000 // k))  # bound memory at a few tens of MB
+    done = 0
+    while done < iters:
+        rows = min(chunk, iters - done)
+        signs = rng.integers(0, 2, size=(rows, k), dtype=np.int8) * 2 - 1
+        hits += int(_sign_flip_tail(observed, signs @ d, alternative, tol).sum())
+        done += rows
+    return (1.0 + hits) / (1.0 + iters)
+
+
+def wilcoxon_signed_rank(differences: Sequence[float], alternative: str = "greater") -> float:
+    """Wilcoxon signed-rank test on paired differences (zeros dropped); 1.0 if all are zero.
+
+    Exact for small samples without ties, normal approximation with tie correction otherwise
+    (scipy's ``method="auto"``). ``"greater"`` tests whether differences tend to be positive.
+    """
+    _check_alternative(alternative)
+    d = np.asarray(differences, dtype=float)
+    if d.ndim != 1 or np.any(~np.isfinite(d)):
+        raise ValueError("differences must be a one-dimensional sequence of finite numbers")
+    d = d[d != 0]
+    if d.size == 0:
+        return 1.0
+    return float(sps.wilcoxon(d, alternative=alternative, zero_method="wilcox").pvalue)
