@@ -1,0 +1,411 @@
+"""Adversarial programs against the sandbox: each must be contained, scored, and bounded in time.
+
+Wall-time bounds are loose (the machine is shared); what matters is that nothing hangs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pytest_distillbench.sandbox import SandboxResult, check_completion, run_python
+
+REPO = Path(__file__).resolve().parents[1]
+IS_ROOT = os.geteuid() == 0
+BOUND_S = 30.0
+
+PROMPT = 'def add(a, b):\n    """Return a + b."""\n'
+TEST = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"
+FLOAT_PROMPT = 'def half(x):\n    """Return x / 2."""\n'
+FLOAT_TEST = "def check(candidate):\n    assert abs(candidate(3) - 1.5) < 1e-9\n"
+
+
+def run(source: str, **kwargs) -> SandboxResult:
+    start = time.monotonic()
+    result = run_python(textwrap.dedent(source), **kwargs)
+    assert time.monotonic() - start < BOUND_S
+    return result
+
+
+def live_processes_of(uid: int) -> list[int]:
+    """Pids of processes owned by ``uid`` that are not zombies (zombies wait for init to reap)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if int(fields["Uid"].split()[0]) == uid and not fields["State"].strip().startswith("Z"):
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_a_correct_program_passes_with_its_output():
+    result = run("import sys\nprint('hello')\nprint('oops', file=sys.stderr)\n")
+    assert result.status == "passed" and result.passed
+    assert result.returncode == 0
+    assert result.stdout == "hello\n" and result.stderr == "oops\n"
+    assert not result.truncated
+
+
+@pytest.mark.parametrize(("source", "status", "code"), [
+    ("import sys\nsys.exit(3)\n", "failed", 3),
+    ("raise ValueError('bad')\n", "failed", 1),
+    ("def broken(:\n", "failed", 1),
+    ("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n", "killed", -11),
+])
+def test_exit_codes_and_signals_are_scored(source, status, code):
+    result = run(source)
+    assert (result.status, result.returncode) == (status, code)
+
+
+def test_a_traceback_reaches_stderr():
+    result = run("def f():\n    raise ValueError('bad input')\nf()\n")
+    assert "ValueError: bad input" in result.stderr
+    assert 'File "<sandbox>", line 2' in result.stderr
+
+
+def test_an_infinite_loop_times_out():
+    start = time.monotonic()
+    result = run("while True:\n    pass\n", timeout_s=1.5)
+    assert result.status == "timeout"
+    assert 1.4 < time.monotonic() - start < BOUND_S
+
+
+def test_the_cpu_limit_kills_a_busy_program_before_the_wall_clock():
+    result = run("while True:\n    pass\n", timeout_s=25, cpu_s=1)
+    assert result.status == "killed"
+    assert "SIGXCPU" in result.reason or "SIGKILL" in result.reason
+    assert result.seconds < 20
+
+
+def test_a_sleeping_program_times_out_on_the_wall_clock():
+    result = run("import time\ntime.sleep(60)\n", timeout_s=1.0)
+    assert result.status == "timeout" and result.seconds < BOUND_S
+
+
+def test_a_fork_loop_is_contained_and_leaves_nothing_behind():
+    source = """
+    import os
+    while True:
+        try:
+            os.fork()
+        except OSError:
+            pass
+    """
+    result = run(source, timeout_s=2.0, max_processes=32)
+    assert result.status in {"timeout", "killed", "failed"}
+    if result.isolation.uid is not None:
+        time.sleep(0.2)
+        assert live_processes_of(result.isolation.uid) == []
+
+
+def test_a_daemonised_straggler_is_killed_after_the_program_exits():
+    source = """
+    import os, time
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            time.sleep(300)
+        os._exit(0)
+    print("parent done")
+    """
+    result = run(source, timeout_s=10)
+    assert result.status == "passed" and result.stdout == "parent done\n"
+    assert result.seconds < BOUND_S
+    if result.isolation.uid is not None:
+        time.sleep(0.2)
+        assert live_processes_of(result.isolation.uid) == []
+
+
+def test_a_memory_hog_fails_with_memory_error():
+    source = """
+    chunks = []
+    while True:
+        chunks.append(bytearray(16 * 1024 * 1024))
+    """
+    result = run(source, memory_mb=256)
+    assert result.status == "failed"
+    assert "MemoryError" in result.stderr
+
+
+def test_one_huge_allocation_fails():
+    result = run("x = bytearray(8 * 1024 ** 3)\n", memory_mb=512)
+    assert result.status == "failed" and "MemoryError" in result.stderr
+
+
+def test_an_endless_output_flood_is_capped_and_times_out():
+    source = """
+    import sys
+    while True:
+        sys.stdout.write("x" * 65536)
+        sys.stderr.write("y" * 65536)
+    """
+    result = run(source, timeout_s=2.0, max_output_bytes=10_000)
+    assert result.status == "timeout"
+    assert result.truncated
+    assert len(result.stdout) <= 10_000 and len(result.stderr) <= 10_000
+    assert set(result.stdout) <= {"x"}
+
+
+def test_a_finite_flood_keeps_exactly_the_cap_and_still_passes():
+    result = run("import sys\nsys.stdout.write('z' * 50_000_000)\n", max_output_bytes=4096)
+    assert result.status == "passed"
+    assert result.truncated
+    assert result.stdout == "z" * 4096
+
+
+def test_the_file_size_limit_stops_a_huge_file():
+    source = """
+    with open("big.bin", "wb") as fh:
+        for _ in range(64):
+            fh.write(b"\\0" * 1024 * 1024)
+    """
+    result = run(source, max_file_bytes=1024 * 1024)
+    assert result.status != "passed"
+    assert "File too large" in result.stderr or "No space left" in result.stderr
+
+
+def test_the_working_directory_is_private_writable_and_removed():
+    source = """
+    import os
+    with open("notes.txt", "w") as fh:
+        fh.write("kept while running")
+    print(os.getcwd())
+    print(open("notes.txt").read())
+    """
+    result = run(source)
+    assert result.status == "passed", result.stderr
+    workdir, content = result.stdout.splitlines()
+    assert content == "kept while running"
+    assert not Path(workdir).exists()
+
+
+def test_writes_outside_the_working_directory_do_not_reach_the_host():
+    name = f"distillbench-escape-{uuid.uuid4().hex}"
+    targets = [Path("/tmp") / name, Path("/var/tmp") / name, Path("/dev/shm") / name, REPO / name]
+    source = f"""
+    for target in {[str(t) for t in targets]!r}:
+        try:
+            with open(target, "w") as fh:
+                fh.write("escaped")
+            print("wrote", target)
+        except OSError as exc:
+            print("refused", target, type(exc).__name__)
+    """
+    try:
+        result = run(source)
+        assert result.status == "passed", result.stderr
+        assert [t for t in targets if t.exists()] == []
+        assert f"refused {REPO / name}" in result.stdout
+    finally:
+        for target in targets:
+            target.unlink(missing_ok=True)
+
+
+def test_files_outside_cannot_be_read_or_deleted(tmp_path):
+    canary = tmp_path / "canary.txt"
+    canary.write_text("the evaluator's file")
+    canary.chmod(0o666)
+    source = f"""
+    import os, shutil
+    for attempt in (lambda: print(open({str(canary)!r}).read()),
+                    lambda: os.remove({str(canary)!r}),
+                    lambda: shutil.rmtree({str(tmp_path)!r})):
+        try:
+            attempt()
+        except OSError as exc:
+            print("refused", type(exc).__name__)
+    """
+    result = run(source)
+    assert canary.read_text() == "the evaluator's file"
+    if IS_ROOT:
+        assert "the evaluator's file" not in result.stdout
+        assert result.stdout.count("refused") == 3
+
+
+def test_the_evaluators_environment_is_invisible(monkeypatch):
+    secret = f"s3cret-{uuid.uuid4().hex}"
+    monkeypatch.setenv("DISTILLBENCH_TEST_SECRET", secret)
+    source = f"""
+    import os
+    print(dict(os.environ))
+    for pid in (os.getppid(), 1, {os.getpid()}):
+        try:
+            print(open(f"/proc/{{pid}}/environ", "rb").read())
+        except OSError as exc:
+            print("refused", pid, type(exc).__name__)
+    """
+    result = run(source)
+    assert result.status == "passed", result.stderr
+    assert secret not in result.stdout and secret not in result.stderr
+    assert "DISTILLBENCH_TEST_SECRET" not in result.stdout
+    shown = eval(result.stdout.splitlines()[0])  # noqa: S307 - our own program printed a dict
+    assert set(shown) <= {"PATH", "LANG", "HOME", "TMPDIR", "PYTHONDONTWRITEBYTECODE",
+                          "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="an ordinary user's sandbox may signal that user's processes")
+def test_signalling_the_parent_or_everyone_does_not_reach_the_evaluator():
+    source = f"""
+    import os, signal
+    for target in (os.getppid(), {os.getpid()}, {os.getppid()}):
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.kill(target, sig)
+            except OSError as exc:
+                print("refused", target, type(exc).__name__)
+    os.kill(-1, signal.SIGKILL)
+    """
+    result = run(source)
+    # Still here: the test process survived. The program took only itself down.
+    assert result.status in {"killed", "passed", "failed"}
+    assert os.getpid() > 0
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="network namespaces need root")
+def test_the_network_is_unreachable():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    source = f"""
+    import socket
+    print([name for _, name in socket.if_nameindex()])
+    try:
+        socket.create_connection(("127.0.0.1", {port}), timeout=2).close()
+        print("connected")
+    except OSError as exc:
+        print("unreachable", type(exc).__name__)
+    """
+    try:
+        result = run(source)
+    finally:
+        listener.close()
+    assert result.isolation.network
+    assert result.stdout.startswith("['lo']\nunreachable")
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="the uid switch and namespaces need root")
+def test_as_root_the_program_runs_unprivileged_in_its_own_namespaces():
+    result = run("import os\nprint(os.getuid(), os.getgid(), os.getgroups(), len(os.listdir('/proc')))\n")
+    assert result.status == "passed", result.stderr
+    uid, gid, groups, _ = result.stdout.split(maxsplit=3)
+    assert int(uid) == int(gid) == result.isolation.uid and result.isolation.uid != 0
+    assert groups.startswith("[]")
+    assert result.isolation.pid_namespace and result.isolation.private_tmp
+
+
+FALLBACK_SCRIPT = """
+import json, sys
+from pytest_distillbench.sandbox import run_python
+straggler = run_python("import os, time\\nif os.fork() == 0:\\n    os.setsid()\\n    time.sleep(300)\\nprint('done')\\n")
+bomb = run_python("import os\\nwhile True:\\n    try:\\n        os.fork()\\n    except OSError:\\n        pass\\n", timeout_s=2.0, max_processes=16)
+print(json.dumps([[r.status, r.isolation.uid, r.isolation.pid_namespace, r.isolation.network] for r in (straggler, bomb)]))
+"""
+
+
+@pytest.mark.skipif(not IS_ROOT or shutil.which("setpriv") is None, reason="needs root and setpriv")
+def test_without_namespaces_the_per_run_uid_still_contains_stragglers_and_fork_loops():
+    # Drop CAP_SYS_ADMIN so unshare() fails: the fallback path (uid switch + kill by uid) runs.
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(["setpriv", "--bounding-set", "-sys_admin", sys.executable, "-c", FALLBACK_SCRIPT],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    (s_status, s_uid, s_pidns, s_net), (b_status, b_uid, _, _) = json.loads(proc.stdout)
+    assert (s_status, s_pidns, s_net) == ("passed", False, False)
+    assert b_status in {"timeout", "killed", "failed"}
+    time.sleep(0.2)
+    assert live_processes_of(s_uid) == [] and live_processes_of(b_uid) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# HumanEval-style checking
+
+
+def check(completion: str, prompt: str = PROMPT, test: str = TEST, entry_point: str = "add"):
+    start = time.monotonic()
+    result = check_completion(prompt, completion, test, entry_point, timeout_s=10)
+    assert time.monotonic() - start < BOUND_S
+    return result
+
+
+def test_a_correct_completion_passes_and_a_wrong_one_fails():
+    assert check("    return a + b\n").status == "passed"
+    wrong = check("    return a - b\n")
+    assert wrong.status == "failed" and "AssertionError" in wrong.stderr
+
+
+@pytest.mark.parametrize("completion", [
+    pytest.param("    return a + b\nimport sys\nsys.exit(0)\n", id="sys.exit(0) at import"),
+    pytest.param("    return a + b\nimport os\nos._exit(0)\n", id="os._exit(0) at import"),
+    pytest.param("    import sys\n    sys.exit(0)\n", id="sys.exit(0) in the function"),
+    pytest.param("    import os\n    os._exit(0)\n", id="os._exit(0) in the function"),
+    pytest.param("    raise SystemExit(0)\n", id="SystemExit in the function"),
+    pytest.param("    import os, signal\n    os.kill(os.getpid(), signal.SIGKILL)\n", id="kills itself"),
+])
+def test_leaving_before_check_returns_is_a_failure(completion):
+    result = check(completion)
+    assert result.status in {"failed", "killed"}
+    assert not result.passed
+
+
+@pytest.mark.parametrize("completion", [
+    pytest.param("    return 0\ndef check(candidate):\n    pass\n", id="redefines check"),
+    pytest.param("    return 0\nimport sys\nsys.modules['__main__'].check = lambda c: None\n",
+                 id="patches __main__.check"),
+    pytest.param("    return 0\nimport builtins\n"
+                 "builtins.exec = lambda code, ns=None, *a: ns.update(check=lambda c: None)\n",
+                 id="patches exec to plant a no-op check"),
+    pytest.param("    return 0\nprint('passed')\nprint('ALL TESTS PASSED')\n", id="prints success"),
+    pytest.param("    return 0\nimport os\nfor fd in range(3, 64):\n    try:\n"
+                 "        os.write(fd, b'passed\\nok\\n0\\n')\n    except OSError:\n        pass\n",
+                 id="writes success to every fd"),
+    pytest.param("    class Any:\n        def __eq__(self, other):\n            return True\n"
+                 "    return Any()\n", id="object equal to everything"),
+    pytest.param("    class Sneaky(int):\n        def __eq__(self, other):\n            return True\n"
+                 "    return Sneaky(0)\n", id="int subclass equal to everything"),
+])
+def test_forging_success_fails(completion):
+    result = check(completion)
+    assert result.status == "failed", (result.stdout, result.stderr)
+
+
+def test_patching_builtins_does_not_fool_the_test():
+    forged = "    return 0.0\nimport builtins\nbuiltins.abs = lambda x: 0\n"
+    assert check(forged, FLOAT_PROMPT, FLOAT_TEST, "half").status == "failed"
+    patch_at_call = "    import builtins\n    builtins.abs = lambda v: 0\n    return 0.0\n"
+    assert check(patch_at_call, FLOAT_PROMPT, FLOAT_TEST, "half").status == "failed"
+    assert check("    return x / 2\n", FLOAT_PROMPT, FLOAT_TEST, "half").status == "passed"
+
+
+def test_the_test_sees_the_prompts_own_helpers_not_the_candidates():
+    prompt = 'def square(x):\n    return x * x\n\n\ndef f(x):\n    """Return square(x) + 1."""\n'
+    test = "def check(candidate):\n    assert candidate(3) == square(3) + 1\n"
+    assert check("    return square(x) + 1\n", prompt, test, "f").status == "passed"
+    # Redefining the helper the test relies on does not make a wrong answer right.
+    cheat = "    return 0\ndef square(x):\n    return -1\n"
+    assert check(cheat, prompt, test, "f").status == "failed"
+
+
+def test_a_missing_entry_point_or_syntax_error_fails():
+    assert check("    return a +\n").status == "failed"
+    assert check("    return a + b\n", entry_point="not_there").status == "failed"
+
+
+def test_a_hanging_completion_times_out():
+    result = check_completion(PROMPT, "    while True:\n        pass\n", TEST, "add", timeout_s=1.5)
+    assert result.status == "timeout"
