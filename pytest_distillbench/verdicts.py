@@ -1,0 +1,332 @@
+"""The regression gate: does a new run score worse than its stored baseline on the same items?
+
+``compare_paired`` turns two per-item score maps (keyed by doc hash) into a
+``PairedComparison``; ``decide`` takes every comparison of a session, adjusts their p-values
+with Holm and returns one ``Verdict`` each. A run *regresses* only when its drop is both
+significant after adjustment and at least ``min_effect`` in score units (and above zero), so
+a huge suite does not fail on a negligible change.
+
+Tests available (``method``):
+
+* ``"mcnemar"`` (default): one-sided exact McNemar on the discordant items. For scores that
+  are not all 0/1 the same conditional test generalises to a sign-flip permutation test on
+  the per-item score differences (``method`` then reads ``"sign-flip"``).
+* ``"margin"``: for multiple-choice tasks, a Wilcoxon signed-rank test on per-item
+  log-likelihood margins (gold choice minus the best wrong one). It also uses the items whose
+  correctness did not change, which is where its extra power comes from. Each run's margins
+  are first replaced by ``sign(margin) * rank(|margin|) / n`` within that run, so a
+  checkpoint that is merely more or less confident everywhere (a temperature change) does
+  not look like a regression. Its assumption is stronger than McNemar's: with no real
+  change, the two runs' margins must be exchangeable item by item up to such a
+  recalibration. A checkpoint that loses confidence only on the items it gets right, without
+  changing accuracy, can fail it; ``benchmarks/verdicts.py`` measures both cases. The
+  accuracy test is still reported, and a failure still needs the score to drop by
+  ``min_effect``. When margins are missing for any paired item it falls back to McNemar and
+  says so in ``note``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats as sps
+from scipy.stats import rankdata
+
+from pytest_distillbench import stats
+from pytest_distillbench.errors import DistillbenchError
+from pytest_distillbench.records import ItemRecord
+
+METHODS = ("mcnemar", "margin")
+
+_DESCRIPTIONS = {
+    "mcnemar": "exact McNemar on the items that changed",
+    "sign-flip": "sign-flip permutation test on per-item score differences",
+    "margin": "Wilcoxon signed-rank on per-item answer margins (within-run signed ranks)",
+}
+
+# Scores differ from a threshold by rounding only (e.g. 0.7 - 0.69 = 0.0100000000000000009).
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """A new run against its baseline on the items both contain."""
+
+    n: int  # paired items
+    baseline_score: float
+    current_score: float
+    lost: int  # items the baseline got right and the run got wrong (b)
+    gained: int  # items the run got right and the baseline got wrong (c)
+    effect: float  # current_score - baseline_score, in score units
+    p_value: float  # one-sided: the run is worse, by ``method``
+    p_value_improved: float  # one-sided: the run is better, by ``method``
+    method: str  # "mcnemar", "sign-flip" or "margin"
+    accuracy_p_value: float  # McNemar / sign-flip on scores, whatever ``method`` is
+    margin_p_value: float | None = None
+    name: str = ""
+    note: str = ""  # e.g. why a requested method was not used
+
+    @property
+    def drop(self) -> float:
+        return self.baseline_score - self.current_score
+
+    @property
+    def description(self) -> str:
+        return _DESCRIPTIONS[self.method]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    comparison: PairedComparison
+    adjusted_p: float  # Holm-adjusted over the session's comparisons
+    adjusted_p_improved: float
+    regressed: bool
+    improved: bool
+    reason: str
+    alpha: float
+    min_effect: float
+    family_size: int  # how many comparisons the Holm adjustment covered
+
+    def message(self) -> str:
+        """Readable multi-line summary, used as the failure message of a regression item."""
+        c = self.comparison
+        title = f"{c.name}: " if c.name else ""
+        lines = [
+            f"{title}score {c.baseline_score:.4f} (baseline) -> {c.current_score:.4f} (this run), "
+            f"change {c.effect:+.4f} on {c.n} paired items",
+            f"  items lost: {c.lost}, items gained: {c.gained}",
+            f"  test: {c.description}",
+            f"  p-value (run worse): {_fmt_p(c.p_value)} raw, {_fmt_p(self.adjusted_p)} "
+            f"Holm-adjusted over {self.family_size} comparison{'s' if self.family_size != 1 else ''}",
+        ]
+        if c.method == "margin":
+            lines.append(f"  accuracy-only p-value (McNemar): {_fmt_p(c.accuracy_p_value)} raw")
+        lines.append(f"  alpha: {self.alpha:g}, minimum effect: {self.min_effect:.4f}")
+        if c.note:
+            lines.append(f"  note: {c.note}")
+        lines.append(f"  verdict: {self.reason}")
+        return "\n".join(lines)
+
+
+def _fmt_p(p: float) -> str:
+    return f"{p:.2e}" if p < 1e-3 else f"{p:.4f}"
+
+
+def choice_margin(choice_logprobs: Sequence[float], gold: int) -> float:
+    """Log-likelihood of the gold choice minus the best wrong choice (> 0 means answered right)."""
+    if len(choice_logprobs) < 2 or not 0 <= gold < len(choice_logprobs):
+        raise ValueError(f"need at least two choices and a gold index among them, got {len(choice_logprobs)} choices, gold={gold}")
+    wrong = [lp for i, lp in enumerate(choice_logprobs) if i != gold]
+    return float(choice_logprobs[gold] - max(wrong))
+
+
+def item_margins(records: Iterable[ItemRecord]) -> dict[str, float]:
+    """Margins of the multiple-choice records that carry choice log-likelihoods, by doc hash.
+
+    The margin matches lm-eval's ``acc`` (argmax of raw log-likelihoods); for ``acc_norm``
+    the stored log-likelihoods would first need the same length normalisation.
+    """
+    return {
+        r.doc_hash: choice_margin(r.choice_logprobs, r.gold)
+        for r in records
+        if r.choice_logprobs is not None and r.gold is not None and len(r.choice_logprobs) >= 2
+    }
+
+
+def _within_run_signed_ranks(margins: np.ndarray) -> np.ndarray:
+    # Invariant to any odd increasing rescaling of one run's margins (e.g. a temperature).
+    return np.sign(margins) * rankdata(np.abs(margins), axis=-1) / margins.shape[-1]
+
+
+# Up to this many non-zero differences the Wilcoxon test uses its exact null distribution.
+_WILCOXON_EXACT_MAX = 50
+
+
+def _wilcoxon_rows(drops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One-sided Wilcoxon p-values per row: (drops tend positive, drops tend negative)."""
+    worse = np.ones(drops.shape[0])
+    better = np.ones(drops.shape[0])
+    nonzero = np.count_nonzero(drops, axis=1)
+    small = np.flatnonzero((nonzero > 0) & (nonzero <= _WILCOXON_EXACT_MAX))
+    for i in small:
+        worse[i] = stats.wilcoxon_signed_rank(drops[i], "greater")
+        better[i] = stats.wilcoxon_signed_rank(drops[i], "less")
+    large = np.flatnonzero(nonzero > _WILCOXON_EXACT_MAX)
+    if large.size:
+        # Normal approximation without continuity correction: the two sides add up to 1.
+        worse[large] = sps.wilcoxon(drops[large], alternative="greater", zero_method="wilcox",
+                                    method="asymptotic", axis=1).pvalue
+        better[large] = 1.0 - worse[large]
+    return worse, better
+
+
+def _as_rows(values: npt.ArrayLike, what: str) -> np.ndarray:
+    rows = np.asarray(values, dtype=float)
+    rows = rows[None, :] if rows.ndim == 1 else rows
+    if rows.ndim != 2 or rows.shape[1] == 0:
+        raise ValueError(f"{what} must hold at least one item per run")
+    return rows
+
+
+def compare_paired_arrays(
+    baseline: npt.ArrayLike,
+    current: npt.ArrayLike,
+    *,
+    baseline_margins: npt.ArrayLike | None = None,
+    current_margins: npt.ArrayLike | None = None,
+    method: str = "mcnemar",
+    name: str = "",
+) -> list[PairedComparison]:
+    """The array form of :func:`compare_paired`: one comparison per row, columns are items.
+
+    Arrays are ``(items,)`` or ``(runs, items)``, already aligned item by item. Vectorised
+    over rows so a simulation of thousands of runs tests exactly the shipped code.
+    """
+    if method not in METHODS:
+        raise DistillbenchError(
+            f"unknown regression test {method!r}", key="method", fix=f"use one of: {', '.join(METHODS)}"
+        )
+    base, cur = _as_rows(baseline, "baseline scores"), _as_rows(current, "current scores")
+    if base.shape != cur.shape:
+        raise ValueError(f"baseline and current scores differ in shape: {base.shape} != {cur.shape}")
+    if not (np.all(np.isfinite(base)) and np.all(np.isfinite(cur))):
+        raise ValueError("per-item scores must be finite numbers")
+    runs, n = base.shape
+
+    base_right, cur_right = base >= 0.5, cur >= 0.5
+    lost = np.sum(base_right & ~cur_right, axis=1)
+    gained = np.sum(~base_right & cur_right, axis=1)
+    binary = np.all(np.isin(base, (0.0, 1.0)), axis=1) & np.all(np.isin(cur, (0.0, 1.0)), axis=1)
+    # Exact McNemar on all rows at once (b ~ Binomial(b + c, 1/2)); rows without discordant
+    # items get p = 1 from both tails, as in stats.mcnemar_exact.
+    discordant = lost + gained
+    acc_worse = np.where(discordant > 0, sps.binom.sf(lost - 1, discordant, 0.5), 1.0)
+    acc_better = np.where(discordant > 0, sps.binom.cdf(lost, discordant, 0.5), 1.0)
+    for i in np.flatnonzero(~binary):
+        acc_worse[i] = stats.sign_flip_test(base[i] - cur[i], alternative="greater")
+        acc_better[i] = stats.sign_flip_test(base[i] - cur[i], alternative="less")
+    accuracy_method = np.where(binary, "mcnemar", "sign-flip")
+
+    worse, better = acc_worse.copy(), acc_better.copy()
+    used = accuracy_method.astype(object)
+    margin_p: list[float | None] = [None] * runs
+    notes = [""] * runs
+    if method == "margin":
+        usable = np.zeros(runs, dtype=bool)
+        if baseline_margins is None or current_margins is None:
+            reason = "margins not available for both runs"
+        else:
+            m0 = _as_rows(baseline_margins, "baseline margins")
+            m1 = _as_rows(current_margins, "current margins")
+            if m0.shape != base.shape or m1.shape != base.shape:
+                raise ValueError("margins must have the same shape as the scores")
+            usable = np.all(np.isfinite(m0), axis=1) & np.all(np.isfinite(m1), axis=1)
+            reason = "margins contain non-finite values"
+            rows = np.flatnonzero(usable)
+            if rows.size:
+                drops = _within_run_signed_ranks(m0[rows]) - _within_run_signed_ranks(m1[rows])
+                worse[rows], better[rows] = _wilcoxon_rows(drops)
+                used[rows] = "margin"
+                for i in rows:
+                    margin_p[i] = float(worse[i])
+        for i in np.flatnonzero(~usable):
+            notes[i] = f"margin test not used ({reason}); fell back to {accuracy_method[i]}"
+
+    base_score, cur_score = base.mean(axis=1), cur.mean(axis=1)
+    return [
+        PairedComparison(
+            n=n,
+            baseline_score=float(base_score[i]),
+            current_score=float(cur_score[i]),
+            lost=int(lost[i]),
+            gained=int(gained[i]),
+            effect=float(cur_score[i] - base_score[i]),
+            p_value=float(worse[i]),
+            p_value_improved=float(better[i]),
+            method=str(used[i]),
+            accuracy_p_value=float(acc_worse[i]),
+            margin_p_value=margin_p[i],
+            name=name,
+            note=notes[i],
+        )
+        for i in range(runs)
+    ]
+
+
+def compare_paired(
+    baseline: Mapping[str, float],
+    current: Mapping[str, float],
+    *,
+    baseline_margins: Mapping[str, float] | None = None,
+    current_margins: Mapping[str, float] | None = None,
+    method: str = "mcnemar",
+    name: str = "",
+) -> PairedComparison:
+    """Compare per-item scores on the doc hashes both runs contain (the caller checks that the
+    item sets match). Scores of 1.0 mean correct; an item counts as correct at score >= 0.5.
+    Margins (see :func:`item_margins`) are used by ``method="margin"`` only."""
+    # Baseline order, not set order, so Monte Carlo p-values do not depend on hash seeds.
+    keys = [k for k in baseline if k in current]
+    if not keys:
+        raise ValueError("the baseline and the run have no items in common")
+    margins: dict[str, np.ndarray] = {}
+    if method == "margin" and baseline_margins is not None and current_margins is not None:
+        missing = sum(1 for k in keys if k not in baseline_margins or k not in current_margins)
+        if missing:
+            comparison = compare_paired(baseline, current, method="mcnemar", name=name)
+            note = (f"margin test not used (margins missing for {missing} of {len(keys)} paired "
+                    f"items); fell back to {comparison.method}")
+            return replace(comparison, note=note)
+        margins = {
+            "baseline_margins": np.array([baseline_margins[k] for k in keys], dtype=float),
+            "current_margins": np.array([current_margins[k] for k in keys], dtype=float),
+        }
+    return compare_paired_arrays(
+        [baseline[k] for k in keys], [current[k] for k in keys], method=method, name=name, **margins
+    )[0]
+
+
+def _reason(c: PairedComparison, adjusted: float, adjusted_improved: float, alpha: float,
+            min_effect: float) -> tuple[bool, bool, str]:
+    significant_drop = adjusted < alpha
+    # Strictly worse as well, so a failure always means a lower score (even at min_effect 0).
+    large_drop = c.drop > 0 and c.drop >= min_effect - _EPS
+    if significant_drop and large_drop:
+        return True, False, (
+            f"REGRESSED: score fell by {c.drop:.4f} (>= minimum effect {min_effect:.4f}) and the "
+            f"adjusted p-value {_fmt_p(adjusted)} is below alpha {alpha:g}")
+    if adjusted_improved < alpha and -c.drop > 0 and -c.drop >= min_effect - _EPS:
+        return False, True, (
+            f"improved: score rose by {-c.drop:.4f} with adjusted p-value {_fmt_p(adjusted_improved)}; "
+            "consider updating the baseline")
+    if significant_drop:
+        return False, False, (
+            f"no regression: the drop is significant (adjusted p {_fmt_p(adjusted)}) but "
+            f"{c.drop:.4f} is below the minimum effect {min_effect:.4f}")
+    return False, False, (
+        f"no regression: adjusted p-value {_fmt_p(adjusted)} is not below alpha {alpha:g}")
+
+
+def decide(
+    comparisons: Sequence[PairedComparison], *, alpha: float = 0.05, min_effect: float = 0.01
+) -> list[Verdict]:
+    """One verdict per comparison, with Holm's adjustment across all of them (the session)."""
+    if not 0.0 < alpha < 1.0:
+        raise DistillbenchError(f"alpha must lie strictly between 0 and 1, got {alpha}", key="alpha")
+    if not (min_effect >= 0.0 and math.isfinite(min_effect)):
+        raise DistillbenchError(f"minimum effect must be a non-negative number, got {min_effect}",
+                                key="min_effect")
+    adjusted = stats.holm([c.p_value for c in comparisons])
+    adjusted_improved = stats.holm([c.p_value_improved for c in comparisons])
+    verdicts = []
+    for c, adj, adj_imp in zip(comparisons, adjusted, adjusted_improved, strict=True):
+        regressed, improved, reason = _reason(c, adj, adj_imp, alpha, min_effect)
+        verdicts.append(Verdict(
+            comparison=c, adjusted_p=adj, adjusted_p_improved=adj_imp, regressed=regressed,
+            improved=improved, reason=reason, alpha=alpha, min_effect=min_effect,
+            family_size=len(comparisons)))
+    return verdicts
