@@ -430,14 +430,31 @@ def generation_flops(arch: Architecture, prompt_tokens: int, generated_tokens: i
     prompt_tokens = _check_count("prompt_tokens", prompt_tokens)
     generated_tokens = _check_count("generated_tokens", generated_tokens)
     prefill = forward_flops(arch, prompt_tokens, causal=causal, logits_positions=logits_positions)
-    steps = range(1, generated_tokens)
     if kv_cache:
-        decode = sum(forward_flops(arch, 1, prompt_tokens + step - 1, causal=causal,
-                                   logits_positions=logits_positions) for step in steps)
-    else:
-        decode = sum(forward_flops(arch, prompt_tokens + step, causal=causal,
-                                   logits_positions=logits_positions) for step in steps)
+        return prefill, _cached_decode_flops(arch, prompt_tokens, generated_tokens - 1, logits_positions)
+    decode = sum(forward_flops(arch, prompt_tokens + step, causal=causal, logits_positions=logits_positions)
+                 for step in range(1, generated_tokens))
     return prefill, float(decode)
+
+
+def _cached_decode_flops(arch: Architecture, prompt_tokens: int, steps: int,
+                         logits_positions: int | None) -> float:
+    """Sum of ``forward_flops(arch, 1, prompt_tokens + s)`` for s in 0..steps-1, in closed form.
+
+    A single query sees every cached key whether or not a mask is applied, so ``causal`` does not
+    matter here; the closed form keeps long generations as cheap to estimate as short ones.
+    """
+    if steps <= 0:
+        return 0.0
+    heads = 1 if logits_positions is None or logits_positions >= 1 else 0
+    first, last = prompt_tokens + 1, prompt_tokens + steps  # keys seen by the first and last step
+    full_layers = arch.n_layers - arch.n_sliding_layers
+    pairs = full_layers * _sum_min(first, last, last)
+    if arch.n_sliding_layers:
+        pairs += arch.n_sliding_layers * _sum_min(first, last, arch.sliding_window or last)
+    cached = steps * prompt_tokens + steps * (steps - 1) // 2  # cached positions, summed over steps
+    return float(2 * arch.n_active_params * steps + arch.attention_flops_per_pair * pairs
+                 + 2 * arch.lm_head_params * heads * steps + 2 * arch.cached_expand_params * cached)
 
 
 def request_flops(arch: Architecture, request: Request) -> tuple[float, float]:

@@ -3,6 +3,7 @@ torch's FLOP counter on tiny random-initialised models."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -96,6 +97,15 @@ def test_kv_cache_decoding_costs_less_than_recomputing_each_prefix(arch, prompt,
     recomputed = generation_flops(arch, prompt, generated, kv_cache=False)
     assert cached[0] == recomputed[0]  # the prefill is the same forward either way
     assert cached[1] < recomputed[1]
+
+
+@given(architectures(), st.integers(0, 2000), st.integers(0, 60), st.sampled_from([None, 0, 1, 3]))
+def test_cached_decode_is_one_forward_per_step_against_the_growing_cache(arch, prompt, generated, logits):
+    # with an MLA-style re-expansion term as well, so every part of the closed form is exercised
+    arch = dataclasses.replace(arch, cached_expand_params=arch.n_params / 7)
+    _, decode = generation_flops(arch, prompt, generated, logits_positions=logits)
+    steps = [forward_flops(arch, 1, prompt + s, logits_positions=logits) for s in range(generated - 1)]
+    assert decode == pytest.approx(sum(steps), rel=1e-12)
 
 
 @given(architectures(), st.integers(1, 2000))
