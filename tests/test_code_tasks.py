@@ -1,0 +1,210 @@
+"""Code-task glue: HumanEval loading, trimming, pass@k, the opt-in, and lm-eval's real call."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import datasets
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_distillbench.errors import DistillbenchError
+from pytest_distillbench.stats import pass_at_k
+from pytest_distillbench.tasks.code import (
+    ALLOW_ENV,
+    completions_of,
+    load_humaneval,
+    process_results,
+    trim_completion,
+)
+
+ADD = {
+    "task_id": "tiny/0",
+    "prompt": 'def add(a, b):\n    """Return a + b."""\n',
+    "canonical_solution": "    return a + b\n",
+    "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(-4, 4) == 0\n",
+    "entry_point": "add",
+}
+RIGHT, WRONG = "    return a + b\n", "    return a * b\n"
+
+
+@pytest.fixture
+def allowed(monkeypatch):
+    monkeypatch.setenv(ALLOW_ENV, "1")
+
+
+@pytest.fixture(scope="module")
+def humaneval() -> list[dict]:
+    return list(load_humaneval(version=1.0, anything="lm-eval passes metadata")["test"])
+
+
+def score_all(docs: list[dict], completion_of) -> list[dict[str, float]]:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(lambda doc: process_results(doc, [completion_of(doc)]), docs))
+
+
+def test_load_humaneval_reads_the_164_bundled_problems(humaneval):
+    assert len(humaneval) == 164
+    assert humaneval[0]["task_id"] == "HumanEval/0"
+    assert set(humaneval[0]) == {"task_id", "prompt", "canonical_solution", "test", "entry_point"}
+    assert len({doc["task_id"] for doc in humaneval}) == 164
+    assert isinstance(load_humaneval(), datasets.DatasetDict)
+
+
+def test_humaneval_canonical_solutions_all_pass(humaneval, allowed):
+    start = time.monotonic()
+    scores = score_all(humaneval, lambda doc: doc["canonical_solution"])
+    failed = [doc["task_id"] for doc, score in zip(humaneval, scores, strict=True) if score["pass@1"] != 1.0]
+    assert failed == []
+    assert time.monotonic() - start < 300
+
+
+def test_humaneval_empty_bodies_pass_none(humaneval, allowed):
+    scores = score_all(humaneval, lambda doc: "    pass\n")
+    assert sum(score["pass@1"] for score in scores) == 0
+
+
+def test_without_the_opt_in_nothing_runs(monkeypatch):
+    monkeypatch.delenv(ALLOW_ENV, raising=False)
+    with pytest.raises(DistillbenchError, match="allow_code_execution"):
+        process_results(ADD, [RIGHT])
+    monkeypatch.setenv(ALLOW_ENV, "true")  # only the exact value the plugin sets counts
+    with pytest.raises(DistillbenchError):
+        process_results(ADD, [RIGHT])
+
+
+def test_one_completion_scores_pass_at_1_only(allowed):
+    assert process_results(ADD, [RIGHT]) == {"pass@1": 1.0}
+    assert process_results(ADD, [WRONG]) == {"pass@1": 0.0}
+
+
+def test_repeats_give_unbiased_pass_at_k(allowed):
+    samples = [RIGHT] * 3 + [WRONG] * 9  # n = 12, c = 3
+    scores = process_results(ADD, [samples])
+    assert set(scores) == {"pass@1", "pass@10"}
+    assert scores["pass@1"] == pytest.approx(3 / 12)
+    assert scores["pass@10"] == pytest.approx(pass_at_k(12, 3, 10))
+
+
+def test_trailing_junk_after_the_body_is_ignored(allowed):
+    junk = RIGHT + "\n\nprint(add(1, 2))\nimport sys\nsys.exit(1)\n"
+    assert process_results(ADD, [junk]) == {"pass@1": 1.0}
+    assert process_results(ADD, [RIGHT + "def other():\n    return 'not a body'\n"]) == {"pass@1": 1.0}
+
+
+def test_documents_without_the_fields_are_reported(allowed):
+    with pytest.raises(DistillbenchError, match="entry_point"):
+        process_results({k: v for k, v in ADD.items() if k != "entry_point"}, [RIGHT])
+
+
+def test_completions_of_accepts_what_lm_eval_passes():
+    assert completions_of(["a"]) == ["a"]  # take-first filter: one string per request
+    assert completions_of([["a", "b", "c"]]) == ["a", "b", "c"]  # all repeats kept
+    assert completions_of("a") == ["a"]
+    with pytest.raises(DistillbenchError, match="generate_until"):
+        completions_of([(-1.5, True)])  # a log-likelihood result
+
+
+indented_line = st.builds(lambda pad, text: pad + text, st.sampled_from([" ", "    ", "\t"]),
+                          st.text(alphabet=st.characters(blacklist_categories=["Cs", "Zl", "Zp", "Cc"]),
+                                  max_size=20))
+blank_line = st.sampled_from(["", "   ", "\t"])
+body_lines = st.lists(st.one_of(indented_line, blank_line), max_size=8)
+junk_start = st.from_regex(r"[A-Za-z#_(\[][^\n\r]{0,20}", fullmatch=True)
+
+
+def lines(items: list[str]) -> str:
+    return "".join(item + "\n" for item in items)
+
+
+@given(body_lines, junk_start, st.lists(st.text(max_size=20).map(lambda s: s.replace("\r", "")), max_size=4))
+def test_trim_keeps_exactly_the_indented_body(body, first_junk, more_junk):
+    body_text = lines(body)
+    assert trim_completion(body_text + lines([first_junk, *more_junk])) == body_text
+    assert trim_completion(body_text) == body_text
+
+
+@given(st.text(max_size=200))
+def test_trim_is_a_prefix_and_idempotent(text):
+    trimmed = trim_completion(text)
+    assert text.startswith(trimmed)
+    assert trim_completion(trimmed) == trimmed
+    assert all(not line.strip() or line[0].isspace() for line in trimmed.splitlines())
+
+
+# ---------------------------------------------------------------------------------------------
+# What lm-eval 0.4 really passes: repeats are cloned requests, filters decide the shape.
+
+CANNED = [RIGHT, WRONG, "    return b + a\n\nprint('trailing junk')", "    return 0\n"]
+
+
+@pytest.fixture
+def canned_lm():
+    from lm_eval.api.model import LM
+
+    class CannedLM(LM):
+        """Answers the i-th copy of a repeated request with the i-th canned completion."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            answers = [CANNED[(self.calls + i) % len(CANNED)] for i in range(len(requests))]
+            self.calls += len(requests)
+            return answers
+
+        def loglikelihood(self, requests, disable_tqdm: bool = False):
+            raise NotImplementedError
+
+        def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+            raise NotImplementedError
+
+    return CannedLM()
+
+
+@pytest.fixture(scope="module")
+def task_manager():
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_defaults=False)  # indexing lm-eval's own tasks takes a minute
+
+
+def evaluate(lm, task_manager, **overrides):
+    from lm_eval import simple_evaluate
+    from lm_eval.api.task import ConfigurableTask
+
+    config = {
+        "task": "tiny_code",
+        "custom_dataset": lambda **_: datasets.DatasetDict({"test": datasets.Dataset.from_list([ADD])}),
+        "test_split": "test",
+        "output_type": "generate_until",
+        "doc_to_text": "{{prompt}}",
+        "doc_to_target": "{{canonical_solution}}",
+        "target_delimiter": "",
+        "unsafe_code": True,
+        "process_results": process_results,
+        "repeats": len(CANNED),
+        "generation_kwargs": {"until": ["\n\n"], "do_sample": False},
+        "metric_list": [{"metric": "pass@1", "aggregation": "mean", "higher_is_better": True}],
+        **overrides,
+    }
+    out = simple_evaluate(model=lm, tasks=[ConfigurableTask(config=config)], log_samples=True,
+                          confirm_run_unsafe_code=True, bootstrap_iters=0, task_manager=task_manager,
+                          torch_random_seed=None)
+    return out["results"]["tiny_code"], out["samples"]["tiny_code"][0]
+
+
+def test_lm_eval_with_repeats_and_all_samples_kept(canned_lm, task_manager, allowed):
+    keep_all = [{"name": "all", "filter": [{"function": "take_first_k", "k": len(CANNED)}]}]
+    results, sample = evaluate(canned_lm, task_manager, filter_list=keep_all)
+    assert sample["filtered_resps"] == [CANNED]
+    assert results["pass@1,all"] == pytest.approx(2 / 4)  # a + b, and b + a with junk trimmed
+
+
+def test_lm_eval_with_repeats_and_the_default_take_first(canned_lm, task_manager, allowed):
+    results, sample = evaluate(canned_lm, task_manager)
+    assert sample["filtered_resps"] == [RIGHT]
+    assert results["pass@1,none"] == 1.0
