@@ -64,9 +64,9 @@ import time
 import traceback
 import types
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-Status = str  # "passed" | "failed" | "timeout" | "error" | "killed"
+Status = Literal["passed", "failed", "timeout", "error", "killed"]
 
 _SETUP_FAILED = 125  # exit code of the supervisor when the sandbox itself could not be built
 _SCRATCH_MB = 64  # size of each private tmpfs (work directory, /tmp, ...)
@@ -99,7 +99,7 @@ class Isolation:
 
 @dataclass(frozen=True)
 class SandboxResult:
-    status: Status  # "passed" | "failed" | "timeout" | "error" | "killed"
+    status: Status
     returncode: int | None  # negative: killed by that signal
     stdout: str
     stderr: str
