@@ -12,15 +12,31 @@ from typing import TYPE_CHECKING, Any
 from . import stats
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
 
     from .session import DistillbenchSession
 
 MAX_NAME = 18
+TABLE_WIDTH = 100  # the terminal table must stay readable in a 100-column terminal or CI log
 
 
 def short(name: str, width: int = MAX_NAME) -> str:
-    return name if len(name) <= width else name[: width - 1] + "~"
+    """Abbreviate to ``width`` keeping both ends: variants differ at the end (-small, -v2)."""
+    if len(name) <= width:
+        return name
+    head = width // 2
+    return name[:head] + "~" + name[len(name) - (width - 1 - head):]
+
+
+def short_names(names: list[str], width: int) -> dict[str, str]:
+    """Abbreviations that stay distinct: when two collide, every name gets its position as tag."""
+    out = {n: short(n, width) for n in names}
+    if len(set(out.values())) == len(out):
+        return out
+    # Each result ends with "#<i>" and no i contains "#", so equal results would need equal i.
+    return {n: short(n, width - len(f"#{i}")) + f"#{i}" for i, n in enumerate(out, 1)}
 
 
 def summary_frame(state: DistillbenchSession) -> pd.DataFrame:
@@ -91,21 +107,30 @@ def _sci(x: Any) -> str:
 
 
 def terminal_table(state: DistillbenchSession, frame: pd.DataFrame) -> str:
-    from tabulate import tabulate
-
+    """One row per task while that fits in TABLE_WIDTH columns, else one row per (task, model)."""
     if frame.empty or "score" not in frame:
         return ""
-    models = [m for m in state.settings.models]
+    wide = _wide_table(state, frame)
+    if max(len(line) for line in wide.splitlines()) <= TABLE_WIDTH:
+        return wide
+    return _long_table(state, frame)
+
+
+def _wide_table(state: DistillbenchSession, frame: pd.DataFrame) -> str:
+    from tabulate import tabulate
+
+    models = list(state.settings.models)
     students = [m for m in models if m.role == "student"]
-    headers = ["suite", "task", "n"] + [short(m.name, 12) for m in models]
-    headers += [f"ret:{short(s.name, 8)}" for s in students]
+    names = short_names([m.name for m in models], 12)
+    ret_names = short_names([s.name for s in students], 8)
+    headers = ["suite", "task", "n"] + [names[m.name] for m in models]
+    headers += [f"ret:{ret_names[s.name]}" for s in students]
     headers += ["FLOP/item", "status"]
     body = []
-    for task_id, group in frame.groupby("task_id", sort=False):
+    for _task_id, group in frame.groupby("task_id", sort=False):
         by_model = {r["model"]: r for _, r in group.iterrows()}
         first = group.iloc[0]
-        n = next((int(r["n"]) for r in by_model.values() if not _missing(r.get("n"))), None)
-        row = [short(first["suite"], 10), short(first["task"]), "-" if n is None else n]
+        row = [short(first["suite"], 10), short(first["task"]), _task_n(by_model)]
         for m in models:
             r = by_model.get(m.name)
             row.append("-" if r is None else _cell(r.get("score"), r.get("ci_low"), r.get("ci_high")))
@@ -118,8 +143,55 @@ def terminal_table(state: DistillbenchSession, frame: pd.DataFrame) -> str:
         status = first.get("status", "")
         row.append("FAIL <" if status == "FAIL" else status)
         body.append(row)
-    return tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True,
-                    colalign=("left", "left", "right") + ("right",) * (len(headers) - 3))
+    return _rstrip(tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True,
+                            colalign=("left", "left", "right") + ("right",) * (len(headers) - 3)))
+
+
+def _long_table(state: DistillbenchSession, frame: pd.DataFrame) -> str:
+    """Many models: a row each, so the width no longer grows with the number of models."""
+    from tabulate import tabulate
+
+    names = short_names([m.name for m in state.settings.models], 16)
+    status = _model_status(state)
+    body = []
+    for task_id, group in frame.groupby("task_id", sort=False):
+        by_model = {r["model"]: r for _, r in group.iterrows()}
+        first = group.iloc[0]
+        for i, m in enumerate(state.settings.models):
+            r = by_model.get(m.name)
+            ret = None if r is None else r.get("retention")
+            st = status.get((task_id, m.name), "")
+            body.append([short(first["suite"], 10) if i == 0 else "", short(first["task"]) if i == 0 else "",
+                         names[m.name], _task_n(by_model) if i == 0 else "",
+                         "-" if r is None else _cell(r.get("score"), r.get("ci_low"), r.get("ci_high")),
+                         "-" if _missing(ret) else f"{ret:.2f}",
+                         "-" if r is None else _sci(r.get("flops_per_item")),
+                         "FAIL <" if st == "FAIL" else st])
+    headers = ["suite", "task", "model", "n", "score", "ret", "FLOP/item", "status"]
+    return _rstrip(tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True,
+                            colalign=("left", "left", "left", "right", "right", "right", "right", "left")))
+
+
+def _rstrip(table: str) -> str:
+    return "\n".join(line.rstrip() for line in table.splitlines())
+
+
+def _task_n(by_model: dict[str, Any]) -> Any:
+    n = next((int(r["n"]) for r in by_model.values() if not _missing(r.get("n"))), None)
+    return "-" if n is None else n
+
+
+def _model_status(state: DistillbenchSession) -> dict[tuple[str, str], str]:
+    """Like ``_task_status`` but per (task, model), so the failing model's row is the marked one."""
+    rank = {"FAIL": 3, "skip": 2, "-": 1, "ok": 0}
+    label = {"failed": "FAIL", "skipped": "skip", "pending": "-", "passed": "ok"}
+    out: dict[tuple[str, str], str] = {}
+    for entry in state.items.values():
+        key = (entry.task, entry.model)
+        now = label.get(entry.outcome, "-")
+        if rank[now] >= rank.get(out.get(key, "ok"), 0):
+            out[key] = now
+    return out
 
 
 def _missing(x: Any) -> bool:
@@ -182,3 +254,25 @@ def write_outputs(state: DistillbenchSession, terminalreporter: Any) -> None:
         tr.write_line(f"warning: {warning}")
     for path in write_run_files(state, frame):
         tr.write_line(f"distillbench: wrote {path}")
+    for path in write_shareable_reports(state, frame):
+        tr.write_line(f"distillbench: wrote {path}")
+
+
+def write_shareable_reports(state: DistillbenchSession, frame: pd.DataFrame) -> list[Path]:
+    """``--distillbench-report DIR`` (plot + HTML) and ``--distillbench-markdown PATH``."""
+    settings = state.settings
+    if not state.runs() or not (settings.report_dir or settings.markdown_path):
+        return []
+    from .runfiles import run_document
+
+    doc = run_document(state, frame)
+    written: list[Path] = []
+    if settings.report_dir:
+        from .html import write_session_report
+
+        written += write_session_report(state, doc, settings.report_dir)
+    if settings.markdown_path:
+        from .markdown import write_markdown
+
+        written.append(write_markdown(doc, settings.markdown_path))
+    return written
