@@ -23,6 +23,7 @@ from pytest_distillbench.sandbox import SandboxResult, check_completion, run_pyt
 REPO = Path(__file__).resolve().parents[1]
 IS_ROOT = os.geteuid() == 0
 BOUND_S = 30.0
+needs_root = pytest.mark.skipif(not IS_ROOT, reason="this protection needs root (see the sandbox docstring)")
 
 PROMPT = 'def add(a, b):\n    """Return a + b."""\n'
 TEST = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"
@@ -97,6 +98,7 @@ def test_a_sleeping_program_times_out_on_the_wall_clock():
     assert result.status == "timeout" and result.seconds < BOUND_S
 
 
+@needs_root
 def test_a_fork_loop_is_contained_and_leaves_nothing_behind():
     source = """
     import os
@@ -113,6 +115,7 @@ def test_a_fork_loop_is_contained_and_leaves_nothing_behind():
         assert live_processes_of(result.isolation.uid) == []
 
 
+@needs_root
 def test_a_daemonised_straggler_is_killed_after_the_program_exits():
     source = """
     import os, time
@@ -194,6 +197,7 @@ def test_the_working_directory_is_private_writable_and_removed():
     assert not Path(workdir).exists()
 
 
+@needs_root
 def test_writes_outside_the_working_directory_do_not_reach_the_host():
     name = f"distillbench-escape-{uuid.uuid4().hex}"
     targets = [Path("/tmp") / name, Path("/var/tmp") / name, Path("/dev/shm") / name, REPO / name]
@@ -237,6 +241,7 @@ def test_files_outside_cannot_be_read_or_deleted(tmp_path):
         assert result.stdout.count("refused") == 3
 
 
+@needs_root
 def test_the_evaluators_environment_is_invisible(monkeypatch):
     secret = f"s3cret-{uuid.uuid4().hex}"
     monkeypatch.setenv("DISTILLBENCH_TEST_SECRET", secret)
