@@ -42,7 +42,9 @@ CAP_SETUID). Run as an ordinary user, the program keeps that user's rights: it c
 network, write where the user can, see and signal the user's other processes, and
 RLIMIT_NPROC is left alone (it would count all of the user's processes); only the rlimits,
 the wall-clock deadline, the process-group kill, the output cap and the environment scrub
-remain. This module is not a defence against kernel exploits or side channels.
+remain. As root without CAP_SYS_ADMIN (no mount namespace), an interpreter installed under a
+directory only root may enter cannot load modules the supervisor had not already imported.
+This module is not a defence against kernel exploits or side channels.
 """
 
 from __future__ import annotations
