@@ -24,6 +24,7 @@ from .errors import DistillbenchError
 from .models import ModelSpec, fingerprint
 from .records import ItemRecord, Request, TaskRun
 from .settings import Settings
+from .sharding import Shard, assign, wait_for, write_outcome
 from .suites import TaskSpec
 from .util import atomic_write_text
 
@@ -73,9 +74,7 @@ def with_think_filter(config: dict[str, Any], delimiter: str) -> dict[str, Any]:
 
 
 def _cache_key(model_fp: str, spec: ModelSpec, task: TaskSpec, settings: Settings, device: str) -> str:
-    import lm_eval
-    import torch
-    import transformers
+    from importlib.metadata import version
 
     material = {
         "schema": RECORD_SCHEMA,
@@ -90,8 +89,8 @@ def _cache_key(model_fp: str, spec: ModelSpec, task: TaskSpec, settings: Setting
         "think": spec.think_delimiter,
         "limit": task.limit if settings.limit is None else settings.limit,
         "seed": settings.seed,
-        "versions": [lm_eval.__version__ if hasattr(lm_eval, "__version__") else "",
-                     transformers.__version__, torch.__version__],
+        # read from package metadata: a warm run from the cache should not import the stack
+        "versions": [version("lm-eval"), version("transformers"), version("torch")],
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
@@ -104,15 +103,18 @@ def model_fingerprint(spec: ModelSpec) -> str:
 
 
 class Evaluator:
-    def __init__(self, settings: Settings, tasks: dict[str, TaskSpec], progress: Progress) -> None:
+    def __init__(self, settings: Settings, tasks: dict[str, TaskSpec], progress: Progress,
+                 shard: Shard | None = None) -> None:
         self.settings = settings
         self.tasks = tasks
         self.progress = progress
+        self.shard = shard  # set on pytest-xdist workers
         self.planned: dict[str, list[str]] = {}
         self.results: dict[tuple[str, str], Outcome] = {}
         self.errors: dict[str, DistillbenchError] = {}
         self._fingerprints: dict[str, str] = {}
         self._task_managers: dict[bool, Any] = {}
+        self._exchanged = False
 
     # -- planning ---------------------------------------------------------------------------
     def plan(self, pairs: Iterable[tuple[str, str]]) -> None:
@@ -123,6 +125,8 @@ class Evaluator:
 
     def result(self, model: str, task_id: str) -> Outcome:
         key = (model, task_id)
+        if self.shard is not None and not self._exchanged:
+            self._exchange()
         if key not in self.results:
             if model in self.errors:
                 raise self.errors[model]
@@ -138,6 +142,45 @@ class Evaluator:
     def done(self) -> dict[tuple[str, str], TaskRun]:
         return {k: v for k, v in self.results.items() if isinstance(v, TaskRun)}
 
+    # -- xdist ------------------------------------------------------------------------------
+    def _exchange(self) -> None:
+        """Evaluate this worker's share, publish it, then take every worker's outcomes."""
+        shard = self.shard
+        assert shard is not None
+        self._exchanged = True
+        pairs = [(m, t) for m, ts in self.planned.items() for t in ts]
+        mine = assign(pairs, shard.count)[shard.index]
+        by_model: dict[str, list[str]] = {}
+        for model, task in mine:
+            by_model.setdefault(model, []).append(task)
+        for model, tasks in by_model.items():
+            try:
+                self._evaluate_model(self.settings.model(model), tasks)
+                payloads = [self._payload(self.results[(model, t)]) for t in tasks]
+            except DistillbenchError as exc:
+                payloads = [{"error": str(exc)}] * len(tasks)
+            for task, payload in zip(tasks, payloads):
+                write_outcome(shard, (model, task), payload)
+        self.load_outcomes(wait_for(shard, pairs))
+
+    @staticmethod
+    def _payload(outcome: Outcome) -> dict[str, Any]:
+        if isinstance(outcome, Unavailable):
+            return {"unavailable": outcome.reason}
+        return {"run": outcome.to_dict(), "from_cache": outcome.from_cache}
+
+    def load_outcomes(self, outcomes: Iterable[dict[str, Any]]) -> None:
+        for o in outcomes:
+            key = (o["model"], o["task"])
+            if "run" in o:
+                run = TaskRun.from_dict(o["run"], from_cache=bool(o.get("from_cache")))
+                run.meta["worker"] = o.get("worker")
+                self.results[key] = run
+            elif "unavailable" in o:
+                self.results[key] = Unavailable(o["unavailable"])
+            else:
+                self.errors.setdefault(o["model"], DistillbenchError(o["error"]))
+
     # -- running ----------------------------------------------------------------------------
     def model_fp(self, spec: ModelSpec) -> str:
         if spec.name not in self._fingerprints:
@@ -147,10 +190,11 @@ class Evaluator:
     def _cache_path(self, key: str) -> Path:
         return self.settings.cache_dir / "cache" / f"{key}.json"
 
-    def _evaluate_model(self, spec: ModelSpec) -> None:
+    def _evaluate_model(self, spec: ModelSpec, tasks: list[str] | None = None) -> None:
         from .backends import backend_module
 
-        pending = [t for t in self.planned.get(spec.name, []) if (spec.name, t) not in self.results]
+        wanted = self.planned.get(spec.name, []) if tasks is None else tasks
+        pending = [t for t in wanted if (spec.name, t) not in self.results]
         if not pending:
             return
         backend = backend_module(spec.backend)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -71,7 +71,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if not enabled(config):
         return
     from .errors import DistillbenchError
-    from .session import DistillbenchSession
     from .settings import build_settings
 
     try:
@@ -84,6 +83,9 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # lm-eval and datasets draw progress bars per request batch; the plugin prints its own lines
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
     reporter = config.pluginmanager.get_plugin("terminalreporter")
 
     def progress(line: str) -> None:
@@ -91,10 +93,33 @@ def pytest_configure(config: pytest.Config) -> None:
             reporter.ensure_newline()
             reporter.write_line(line)
 
-    state = DistillbenchSession(settings, progress)
+    state = _make_session(config, settings, progress)
     config.stash[_STATE] = state
     # The session object carries the per-run hooks (collection finish, reports, summary).
     config.pluginmanager.register(state, "distillbench-session")
+
+
+def _make_session(config: pytest.Config, settings: Any, progress: Any) -> DistillbenchSession:
+    """single process, xdist worker (evaluates a share) or xdist controller (reports)."""
+    import uuid
+
+    from .session import DistillbenchSession
+    from .sharding import Shard, exchange_dir, visible_gpu_for_worker
+
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and "distillbench_exchange" in workerinput:
+        index = int(str(workerinput["workerid"]).lstrip("gw") or 0)
+        gpu = visible_gpu_for_worker(index)
+        if gpu is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+        shard = Shard(index=index, count=int(workerinput["workercount"]),
+                      exchange=Path(workerinput["distillbench_exchange"]))
+        return DistillbenchSession(settings, progress, mode="worker", shard=shard)
+    distributing = getattr(config.option, "dist", "no") != "no" and bool(getattr(config.option, "tx", None))
+    if workerinput is None and distributing:
+        return DistillbenchSession(settings, progress, mode="controller",
+                                   exchange=exchange_dir(settings.cache_dir, uuid.uuid4().hex))
+    return DistillbenchSession(settings, progress)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -1,13 +1,19 @@
 """The state of one ``--distillbench`` session: settings, tasks, the evaluator, item figures.
 
-Lives in ``config.stash`` (only when the flag is given and not on xdist workers' controller
-side twice). Items call ``run_item``; the terminal summary and run files read what it gathered.
+Lives in ``config.stash`` and is registered as a plugin, only when the flag is given. It runs in
+one of three modes: ``single`` (no xdist), ``worker`` (an xdist worker: evaluates its share of
+pairs and runs items, writes no report) and ``controller`` (xdist's controller: evaluates
+nothing, gathers item figures from the workers' reports and the runs they published, and writes
+the one report and run file). Items call ``run_item``.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -15,7 +21,9 @@ import pytest
 from .evaluation import Evaluator, Outcome, Unavailable
 from .records import TaskRun
 from .settings import Settings
+from .sharding import Shard
 from .suites import TaskSpec
+from .util import atomic_write_text
 
 if TYPE_CHECKING:
     from .items import DistillbenchItem
@@ -34,14 +42,17 @@ class ItemFigures:
 
 
 class DistillbenchSession:
-    def __init__(self, settings: Settings, progress: Callable[[str], None]) -> None:
+    def __init__(self, settings: Settings, progress: Callable[[str], None], *, mode: str = "single",
+                 shard: Shard | None = None, exchange: Path | None = None) -> None:
         self.settings = settings
+        self.mode = mode
+        self.exchange = exchange if shard is None else shard.exchange
         self.tasks: dict[str, TaskSpec] = {}
-        self.evaluator = Evaluator(settings, self.tasks, progress)
+        self.evaluator = Evaluator(settings, self.tasks, progress, shard=shard)
         self.items: dict[str, ItemFigures] = {}
         self.progress = progress
         self.warnings: list[str] = []
-        self.extra: dict[str, Any] = {}  # e.g. merged results from xdist workers
+        self.extra: dict[str, Any] = {}  # session-wide caches and report sections
 
     def register_task(self, task: TaskSpec) -> None:
         self.tasks[task.id] = task
@@ -56,16 +67,67 @@ class DistillbenchSession:
                 pairs |= item.needs()
                 self.items[item.nodeid] = ItemFigures(item.task.id, item.model, item.kind)
         self.evaluator.plan(pairs)
+        if self.mode == "worker" and self.exchange is not None:
+            # the controller collects nothing: tell it which suite files the run used
+            sources = sorted({str(t.source) for t in self.tasks.values()})
+            atomic_write_text(self.exchange / "suites.json", json.dumps(sources))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:  # xdist controller, per worker
+        node.workerinput["distillbench_exchange"] = str(self.exchange)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        outcome = yield
+        entry = self.items.get(item.nodeid)
+        if entry is not None and self.mode == "worker":
+            # travels to the controller with the report (xdist serialises extra attributes)
+            outcome.get_result().distillbench = {
+                "task": entry.task, "model": entry.model, "kind": entry.kind,
+                "message": entry.message, "figures": entry.figures}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        shipped = getattr(report, "distillbench", None)
+        if shipped is not None and report.nodeid not in self.items:
+            self.items[report.nodeid] = ItemFigures(shipped["task"], shipped["model"], shipped["kind"])
         entry = self.items.get(report.nodeid)
-        if entry is not None and (report.when == "call" or report.outcome != "passed"):
+        if entry is None:
+            return
+        if shipped is not None:
+            entry.message = shipped["message"]
+            entry.figures.update(shipped["figures"])
+        if report.when == "call" or report.outcome != "passed":
             entry.outcome = report.outcome
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         from .report import write_outputs
 
+        if self.mode == "worker":
+            return
+        if self.mode == "controller":
+            self._gather_from_workers()
         write_outputs(self, terminalreporter)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        # after the terminal summary, which reads the exchange folder
+        if self.mode == "controller" and self.exchange is not None:
+            shutil.rmtree(self.exchange, ignore_errors=True)
+
+    def _gather_from_workers(self) -> None:
+        from .sharding import read_outcomes
+        from .suites import load_suite
+
+        assert self.exchange is not None
+        try:
+            sources = json.loads((self.exchange / "suites.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            sources = []
+        wanted = {e.task for e in self.items.values()}
+        for source in sources:
+            for task in load_suite(source).tasks:
+                if task.id in wanted:
+                    self.register_task(task)
+        self.evaluator.load_outcomes(read_outcomes(self.exchange))
 
     # -- helpers ---------------------------------------------------------------------------
     def outcome(self, model: str, task_id: str) -> TaskRun:

@@ -139,3 +139,24 @@ def test_run_file_written(pytester: pytest.Pytester, tiny_model: Path) -> None:
     record = run_["records"][0]
     assert {"doc_hash", "prompt", "target", "response", "score", "prompt_tokens", "output_tokens"} <= set(record)
     assert record["prompt_tokens"] == len(record["prompt"])  # character-level tokenizer
+
+
+def test_xdist_shards_without_double_work(pytester: pytest.Pytester, tiny_model: Path,
+                                          tiny_model_b: Path) -> None:
+    write_project(pytester.path, {"teacher": ("teacher", tiny_model), "small": ("student", tiny_model_b)},
+                  [mc_task(), gen_task()])
+    args = ("--distillbench", "suites", "-q", "-k", "not baseline", "--distillbench-no-cache")
+    single = run(pytester, *args, "--distillbench-json", "single.json")
+    sharded = run(pytester, *args, "-n", "2", "--distillbench-json", "sharded.json")
+    assert single.ret == sharded.ret == 0
+    assert "distillbench summary" in sharded.stdout.str()  # one report, from the controller
+    a = json.loads((pytester.path / "single.json").read_text())
+    b = json.loads((pytester.path / "sharded.json").read_text())
+    strip = lambda doc: {(r["task"], r["model"]): r["records"] for r in doc["runs"]}  # noqa: E731
+    assert strip(a) == strip(b) and len(strip(b)) == 4
+    # each (model, task) evaluated by exactly one worker; whole models go to one worker each
+    workers = {(r["model"], r["task"]): r["meta"]["worker"] for r in b["runs"]}
+    assert {workers[("teacher", t)] for t in ("demo/add", "demo/compare")} != \
+        {workers[("small", t)] for t in ("demo/add", "demo/compare")}
+    assert len({w for (m, _), w in workers.items() if m == "teacher"}) == 1
+    assert {i["outcome"] for i in b["items"].values()} == {"passed"} and len(b["items"]) == 6

@@ -1,0 +1,92 @@
+"""The plugin's overhead over calling lm-eval directly, measured side by side in one run.
+
+    python benchmarks/overhead.py [--suites suites/math.yaml suites/reasoning.yaml] [--limit N]
+
+Three measurements, each in a fresh subprocess (so peak RSS is that process's own):
+  raw    lm_eval.simple_evaluate on the same task configs and models, one call per model with all
+         tasks, the same settings the plugin uses (batch size, fp32, logits_cache off,
+         log_samples on, no bootstrap);
+  cold   pytest --distillbench on the same suites with the cache bypassed;
+  warm   the same pytest run again, reading per-item records from the cache.
+Targets (issue #2): cold / raw <= 1.10, cold / warm >= 20.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+RAW = r"""
+import sys, json, time
+from pathlib import Path
+from pytest_distillbench.settings import default_models
+from pytest_distillbench.suites import load_suite
+from lm_eval import simple_evaluate
+from lm_eval.models.huggingface import HFLM
+from lm_eval.tasks import TaskManager
+suites = sys.argv[1].split(",")
+limit = None if sys.argv[2] == "none" else int(sys.argv[2])
+tasks = [t for s in suites for t in load_suite(s).tasks]
+configs = [t.lm_eval_config() for t in tasks]
+tm = TaskManager(include_defaults=False)
+for spec in default_models():
+    lm = HFLM(pretrained=spec.path, dtype="float32", device="cpu", batch_size=32, logits_cache=False)
+    out = simple_evaluate(model=lm, tasks=[dict(c) for c in configs], limit=limit, log_samples=True,
+                          bootstrap_iters=0, task_manager=tm, confirm_run_unsafe_code=True)
+    del lm
+"""
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS in MiB, exit code) of one subprocess."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):  # 1: some thresholds failed, still a complete evaluation
+        raise SystemExit(f"{cmd[:4]} failed with {code}: {proc.stderr.read().decode()[-2000:]}")
+    return wall, usage.ru_maxrss / 1024, code
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suites", nargs="+", default=["suites/math.yaml", "suites/reasoning.yaml"])
+    parser.add_argument("--limit", type=int, default=None)
+    args = parser.parse_args()
+    from tabulate import tabulate
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TQDM_DISABLE": "1",
+           "DISTILLBENCH_ALLOW_CODE_EXECUTION": "1"}
+    limit = ["--distillbench-limit", str(args.limit)] if args.limit else []
+    with tempfile.TemporaryDirectory() as cache:
+        # the plugin's cache and run files go to a throwaway folder, not the repository's
+        pyproject = Path(cache) / "pyproject.toml"
+        pyproject.write_text(f'[tool.distillbench]\ncache_dir = "{cache}/db"\n')
+        plugin = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--distillbench",
+                  *args.suites, "-k", "not baseline and not evidence", "--rootdir", cache, "-c", str(pyproject),
+                  *limit]
+        raw = timed([sys.executable, "-c", RAW, ",".join(args.suites), str(args.limit or "none")], env)
+        cold = timed([*plugin, "--distillbench-no-cache"], env)
+        fill = timed(plugin, env)  # fills the cache (a cold run that writes it)
+        warm = timed(plugin, env)
+    rows = [["lm_eval.simple_evaluate (raw)", f"{raw[0]:.1f}", f"{raw[1]:.0f}", "1.00"],
+            ["plugin, cache bypassed (cold)", f"{cold[0]:.1f}", f"{cold[1]:.0f}", f"{cold[0] / raw[0]:.2f}"],
+            ["plugin, filling the cache", f"{fill[0]:.1f}", f"{fill[1]:.0f}", f"{fill[0] / raw[0]:.2f}"],
+            ["plugin, from the cache (warm)", f"{warm[0]:.1f}", f"{warm[1]:.0f}", f"{warm[0] / raw[0]:.2f}"]]
+    print(f"suites: {', '.join(args.suites)}; models: embedded teacher, student, control"
+          + (f"; limit {args.limit}" if args.limit else ""))
+    print(tabulate(rows, headers=["run", "wall s", "peak RSS MiB", "wall / raw"], disable_numparse=True))
+    print(f"cold / raw = {cold[0] / raw[0]:.3f} (target <= 1.10); cold / warm = {cold[0] / warm[0]:.1f}x "
+          f"(target >= 20x)")
+
+
+if __name__ == "__main__":
+    main()
