@@ -232,6 +232,7 @@ tr.fail td{background:#fde8e8}tr.skip td{color:#777}.ci{color:#666;font-size:.85
 .badge.ok{background:#2e7d32}.badge.fail{background:#c62828}
 pre{background:#f7f7f7;padding:.6em;overflow-x:auto;white-space:pre-wrap}
 .scroll{overflow-x:auto}img{max-width:100%}code{font-size:.9em}.muted{color:#666}
+code.txt{white-space:pre-wrap;background:#f1f1f1}
 """
 
 
@@ -295,7 +296,8 @@ def render_report(doc: Mapping[str, Any], *, plot: bytes | None, baseline: Basel
               else '<p class="muted">no scored results to plot</p>',
               '<p class="muted">Share of each suite\'s items answered correctly (95% Wilson interval) '
               "against FLOPs per item; dashed: the Pareto front (best quality attainable for a "
-              "budget); hollow: the baseline's positions.</p>"]
+              "budget); hollow, drawn just left of their FLOPs so both stay visible: the baseline's "
+              "positions.</p>"]
     parts += ["<h2>Suites</h2>", suite_tables(doc)]
     parts += ["<h2>Regression verdicts</h2>", verdict_table(doc)]
     parts += ["<h2>Distillation evidence</h2>", evidence_html(doc)]
@@ -441,6 +443,11 @@ def json_html(value: Any, depth: int = 0) -> str:
     return f"<pre>{escape(json.dumps(value, indent=1, default=str))}</pre>"
 
 
+def model_text(text: str) -> Raw:
+    """Targets and responses exactly, spaces and line breaks included (they decide the score)."""
+    return Raw(f'<code class="txt">{escape(text)}</code>')
+
+
 def changed_table(changes: Sequence[ChangedItem], reference_name: str, current_name: str) -> str:
     if not changes:
         return '<p class="muted">no item changed its outcome</p>'
@@ -453,10 +460,11 @@ def changed_table(changes: Sequence[ChangedItem], reference_name: str, current_n
     rows = []
     for c in shown:
         prompt = c.prompt if len(c.prompt) <= PROMPT_TAIL else "…" + c.prompt[-PROMPT_TAIL:]
-        row: list[Any] = [Raw(f"<pre>{escape(prompt)}</pre>"), c.target]
+        row: list[Any] = [Raw(f"<pre>{escape(prompt)}</pre>"), model_text(c.target)]
         if with_ref_text:
-            row.append(c.reference_response if c.reference_response is not None else "(not stored)")
-        row.append(c.response)
+            row.append(model_text(c.reference_response) if c.reference_response is not None
+                       else "(not stored)")
+        row.append(model_text(c.response))
         row.append(("lost" if c.lost else "gained") if with_ref else fmt(c.score, ".2f"))
         rows.append(row)
     more = len(changes) - len(shown)

@@ -18,6 +18,9 @@ from . import stats
 
 ROLE_MARKERS = {"teacher": "*", "student": "o", "control": "s"}
 ROLE_ORDER = {"teacher": 0, "student": 1, "control": 2}
+# Baseline markers sit this factor left of their FLOPs, so an unchanged model shows both markers
+# side by side instead of one hiding the other (said so in the legend).
+BASELINE_NUDGE = 0.85
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,7 @@ def pareto_png(current: Sequence[SuitePoint], *, baseline: Sequence[SuitePoint] 
     handles.append(Line2D([], [], color="0.35", linestyle="--", label="Pareto front"))
     if baseline:
         handles.append(Line2D([], [], color="0.5", marker="o", markerfacecolor="none", alpha=0.45,
-                              linestyle=":", label="baseline position"))
+                              linestyle=":", label="baseline (drawn just left)"))
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), frameon=False)
     if title:
         fig.suptitle(title)
@@ -170,12 +173,13 @@ def _draw_suite(ax: Any, suite: str, here: list[SuitePoint], before: dict[str, S
     known = [p for p in here if p.flops_per_item]
     unknown = [p.model for p in here if not p.flops_per_item]
     for p in before.values():  # faint first, so the current markers sit on top
-        ax.errorbar(p.flops_per_item, p.score, yerr=[[p.score - p.ci_low], [p.ci_high - p.score]],
+        x = p.flops_per_item * BASELINE_NUDGE  # type: ignore[operator]
+        ax.errorbar(x, p.score, yerr=[[p.score - p.ci_low], [p.ci_high - p.score]],
                     fmt=ROLE_MARKERS.get(p.role, "D"), color=colour[p.model], markerfacecolor="none",
                     alpha=0.35, capsize=2, markersize=7)
         now = next((q for q in known if q.model == p.model), None)
         if now is not None:
-            ax.plot([p.flops_per_item, now.flops_per_item], [p.score, now.score], ":",
+            ax.plot([x, now.flops_per_item], [p.score, now.score], ":",
                     color=colour[p.model], alpha=0.4)
     for p in known:
         ax.errorbar(p.flops_per_item, p.score, yerr=[[p.score - p.ci_low], [p.ci_high - p.score]],
