@@ -1,0 +1,538 @@
+"""Distillation evidence: constructed outcome tables with known answers, properties, probes and
+the plugin end to end (tiny models always, the embedded zoo models when they are built)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import MC_ROWS, mc_task, needs_zoo, write_jsonl
+from pytest_distillbench import stats
+from pytest_distillbench.evidence import (
+    FLAGGED,
+    NO_POWER,
+    NOT_FLAGGED,
+    UNDETERMINED,
+    assess_task,
+    decide,
+    mean_choice_jsd,
+    model_verdict,
+    pair_statistics,
+    reference_test,
+    references_for,
+)
+from pytest_distillbench.models import ModelSpec
+from pytest_distillbench.probes import (
+    FULL_VOCAB_MAX,
+    ProbeResult,
+    kl_divergence,
+    probe_agreement,
+    probe_distributions,
+    probe_prompts,
+    summarise,
+)
+from pytest_distillbench.records import ItemRecord, TaskRun
+from pytest_distillbench.settings import Settings
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+N = 200
+WRONG = [f"w{k}" for k in range(5)]
+
+
+# -- constructed outcome tables --------------------------------------------------------------------
+
+def make_run(name: str, correct, answers, *, task: str = "s/t", logprobs=None, gold=None) -> TaskRun:
+    records = []
+    for i, (ok, answer) in enumerate(zip(correct, answers, strict=True)):
+        records.append(ItemRecord(
+            doc_id=i, doc_hash=f"h{i:04d}", prompt=f"question {i}", target="gold", response=str(answer),
+            raw_response=str(answer), score=float(bool(ok)), prompt_tokens=3, output_tokens=1,
+            choice_logprobs=None if logprobs is None else tuple(float(x) for x in logprobs[i]),
+            gold=None if gold is None else int(gold[i])))
+    return TaskRun(task=task, model=name, metric="acc", records=tuple(records), wall_seconds=0.0,
+                   model_fingerprint=name, task_fingerprint="t")
+
+
+def generation_model(rng: np.random.Generator, accuracy: float, n: int = N) -> tuple[np.ndarray, np.ndarray]:
+    """Right answers are "gold"; wrong ones one of five plausible wrong answers."""
+    correct = rng.random(n) < accuracy
+    answers = np.where(correct, "gold", rng.choice(WRONG, size=n)).astype(object)
+    return correct, answers
+
+
+def shuffled_copy(correct: np.ndarray, answers: np.ndarray, rng: np.random.Generator):
+    """The teacher's outcomes moved to other items: same accuracy, same wrong answers, no copying."""
+    order = rng.permutation(correct.size)
+    return correct[order], answers[order]
+
+
+def mc_model(rng: np.random.Generator, gold: np.ndarray, accuracy: float, choices: int = 4):
+    """Choice log-likelihoods whose argmax is the gold choice with probability ``accuracy``."""
+    n = gold.size
+    logits = rng.normal(0.0, 1.0, size=(n, choices))
+    correct = rng.random(n) < accuracy
+    wrong = (gold + rng.integers(1, choices, size=n)) % choices
+    chosen = np.where(correct, gold, wrong)
+    logits[np.arange(n), chosen] = logits.max(axis=1) + rng.exponential(1.0, size=n)
+    return mc_run_parts(logits, gold)
+
+
+def mc_run_parts(logits: np.ndarray, gold: np.ndarray):
+    logprobs = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+    chosen = logprobs.argmax(axis=1)
+    answers = np.array([f"{i}:{c}" for i, c in enumerate(chosen)], dtype=object)
+    return chosen == gold, answers, logprobs
+
+
+def mc_shuffled_copy(logprobs: np.ndarray, gold: np.ndarray, rng: np.random.Generator):
+    """Item i gets the teacher's choice distribution of another item, rotated so the teacher's
+    position relative to the gold choice (and so right/wrong and confidence) is kept."""
+    order = rng.permutation(gold.size)
+    rows = [np.roll(logprobs[j], gold[i] - gold[j]) for i, j in enumerate(order)]
+    return mc_run_parts(np.array(rows), gold)
+
+
+def verdict(teacher: TaskRun, model: TaskRun, refs: list[TaskRun], alpha: float = 0.05):
+    return decide([assess_task(teacher, model, refs, seed=7)], alpha=alpha)[0]
+
+
+@pytest.fixture
+def tables() -> dict[str, TaskRun]:
+    rng = np.random.default_rng(20240607)
+    t_ok, t_ans = generation_model(rng, 0.7)
+    out = {"teacher": make_run("teacher", t_ok, t_ans), "copy": make_run("copy", t_ok, t_ans)}
+    out["independent"] = make_run("independent", *generation_model(rng, 0.7))
+    out["control"] = make_run("control", *generation_model(rng, 0.7))
+    out["shuffled"] = make_run("shuffled", *shuffled_copy(t_ok, t_ans, rng))
+    # copies the teacher on 40% of items, answers on its own otherwise
+    own_ok, own_ans = generation_model(rng, 0.7)
+    copy_mask = rng.random(N) < 0.4
+    out["partial"] = make_run("partial", np.where(copy_mask, t_ok, own_ok),
+                              np.where(copy_mask, t_ans, own_ans))
+    return out
+
+
+def test_copy_of_teacher_is_flagged(tables: dict[str, TaskRun]) -> None:
+    ev = verdict(tables["teacher"], tables["copy"], [tables["control"]])
+    assert ev.status == FLAGGED and ev.flagged is True
+    assert ev.pair.agreement == 1.0 and ev.pair.kappa == 1.0 and ev.pair.answer_consistency == 1.0
+    assert ev.test is not None and ev.test.p_value < 1e-3
+    assert "beyond what the controls explain" in ev.reason and "p = " in ev.reason
+
+
+def test_independent_model_of_equal_accuracy_is_not_flagged(tables: dict[str, TaskRun]) -> None:
+    ev = verdict(tables["teacher"], tables["independent"], [tables["control"]])
+    assert abs(ev.pair.accuracy - ev.reference_pairs[0].accuracy) < 0.08
+    assert ev.status == NOT_FLAGGED and ev.flagged is False
+    assert ev.test is not None and ev.test.p_value > 0.05
+
+
+def test_shuffled_copy_is_not_flagged(tables: dict[str, TaskRun]) -> None:
+    teacher, shuffled = tables["teacher"], tables["shuffled"]
+    # same accuracy and the same wrong answers overall as the teacher ...
+    assert shuffled.score == teacher.score
+    assert sorted(r.response for r in shuffled.records) == sorted(r.response for r in teacher.records)
+    # ... but none of them copied item by item
+    ev = verdict(teacher, shuffled, [tables["control"]])
+    assert ev.status == NOT_FLAGGED
+    assert abs(ev.pair.kappa) < 0.15
+
+
+def test_partial_copy_is_flagged(tables: dict[str, TaskRun]) -> None:
+    ev = verdict(tables["teacher"], tables["partial"], [tables["control"]])
+    assert ev.status == FLAGGED
+    assert ev.pair.same_wrong is not None and ev.pair.same_wrong > ev.reference_pairs[0].same_wrong
+
+
+def test_multiple_choice_tables() -> None:
+    rng = np.random.default_rng(11)
+    gold = rng.integers(0, 4, size=N)
+    t_ok, t_ans, t_lp = mc_model(rng, gold, 0.7)
+    teacher = make_run("teacher", t_ok, t_ans, logprobs=t_lp, gold=gold)
+    copy = make_run("copy", t_ok, t_ans, logprobs=t_lp, gold=gold)
+    c_ok, c_ans, c_lp = mc_model(rng, gold, 0.7)
+    control = make_run("control", c_ok, c_ans, logprobs=c_lp, gold=gold)
+    s_ok, s_ans, s_lp = mc_shuffled_copy(t_lp, gold, rng)
+    shuffled = make_run("shuffled", s_ok, s_ans, logprobs=s_lp, gold=gold)
+
+    assert shuffled.score == teacher.score
+    flagged = verdict(teacher, copy, [control])
+    assert flagged.status == FLAGGED and flagged.pair.jsd == pytest.approx(0.0, abs=1e-12)
+    not_flagged = verdict(teacher, shuffled, [control])
+    assert not_flagged.status == NOT_FLAGGED
+    assert not_flagged.pair.jsd is not None and not_flagged.pair.jsd > 0.05
+    assert not_flagged.pair.jsd_items == N
+
+
+def test_false_flag_rate_with_shared_difficulty_and_unequal_accuracy() -> None:
+    """Independent models that share item difficulty (so their errors correlate) are flagged at
+    most about alpha of the time, even when the model is much more accurate than the control."""
+    rng = np.random.default_rng(3)
+    reps, flags = 100, {"equal": 0, "stronger": 0}
+    for rep in range(reps):
+        difficulty = rng.normal(size=N)
+        preferred = rng.dirichlet(np.full(len(WRONG), 0.5), size=N)
+
+        def model(skill: float, difficulty: np.ndarray = difficulty,
+                  preferred: np.ndarray = preferred) -> TaskRun:
+            ok = rng.random(N) < 1.0 / (1.0 + np.exp(-(skill - 1.5 * difficulty)))
+            wrong = [WRONG[rng.choice(len(WRONG), p=p)] for p in preferred]
+            return make_run(f"m{skill}", ok, np.where(ok, "gold", wrong))
+
+        teacher = model(2.0)
+        control = model(0.5)
+        for case, skill in (("equal", 0.5), ("stronger", 2.0)):
+            test = reference_test(teacher, model(skill), [control], seed=rep, iters=2000)
+            flags[case] += test.p_value < 0.05
+    # 99th percentile of Binomial(100, 0.05) is 11
+    assert flags["equal"] <= 11 and flags["stronger"] <= 11, flags
+
+
+def test_no_reference_is_undetermined(tables: dict[str, TaskRun]) -> None:
+    ev = verdict(tables["teacher"], tables["copy"], [])
+    assert ev.status == UNDETERMINED and ev.flagged is None and ev.test is None
+    assert "no reference model" in ev.reason and "declare a control" in ev.reason
+
+
+def test_ceiling_has_no_power_and_says_why() -> None:
+    ok = np.ones(N, dtype=bool)
+    ok[0] = False
+    answers = np.where(ok, "gold", "w0")
+    teacher = make_run("teacher", ok, answers)
+    student = make_run("student", ok, answers)
+    control = make_run("control", np.ones(N, dtype=bool), np.full(N, "gold"))
+    ev = verdict(teacher, student, [control])
+    assert ev.status == NO_POWER and ev.flagged is None
+    assert ev.test is not None and ev.test.informative == 1
+    assert "both at ceiling" in ev.reason and "1 of 200" in ev.reason
+
+
+def test_holm_across_tasks_and_no_power_tasks_leave_the_family(tables: dict[str, TaskRun]) -> None:
+    def on(task: str, name: str, model: str | None = None) -> TaskRun:
+        return replace(tables[name], task=task, model=model or name)
+
+    ok = np.ones(N, dtype=bool)
+    ceiling = [make_run(name, ok, np.full(N, "gold"), task="s/easy") for name in ("teacher", "partial", "control")]
+    # "partial" copies the teacher on task a; on task b it is the shuffled copy
+    raw = [
+        assess_task(on("s/a", "teacher"), on("s/a", "partial"), [on("s/a", "control")], seed=1),
+        assess_task(on("s/b", "teacher"), on("s/b", "shuffled", "partial"), [on("s/b", "control")], seed=1),
+        assess_task(ceiling[0], ceiling[1], [ceiling[2]], seed=1),
+    ]
+    decided = decide(raw, alpha=0.05)
+    assert [ev.status for ev in decided][2] == NO_POWER
+    tested = decided[:2]
+    assert all(ev.family_size == 2 for ev in tested)
+    expected = stats.holm([ev.test.p_value for ev in raw[:2]])
+    assert [ev.p_holm for ev in tested] == pytest.approx(expected)
+    assert tested[0].status == FLAGGED and tested[1].status == NOT_FLAGGED
+    overall = model_verdict(decided, model="partial", teacher="teacher", expect_distilled=True)
+    assert overall.flagged is True and overall.tasks_flagged == ("s/a",)
+    assert overall.tasks_without_power == ("s/easy",) and overall.as_expected is True
+    assert overall.min_p_holm == pytest.approx(tested[0].p_holm)
+    line = overall.line()
+    assert "FLAGGED" in line and "1 of 2 tasks" in line and "as expected" in line
+
+
+def test_decide_rejects_bad_alpha(tables: dict[str, TaskRun]) -> None:
+    from pytest_distillbench.errors import DistillbenchError
+
+    with pytest.raises(DistillbenchError, match="alpha"):
+        decide([assess_task(tables["teacher"], tables["copy"], [tables["control"]])], alpha=1.5)
+
+
+def _settings(*models: ModelSpec) -> Settings:
+    return Settings(rootdir=Path("."), models=models, cache_dir=Path(".d"), baselines_dir=Path("b"))
+
+
+def test_references_for() -> None:
+    teacher = ModelSpec("teacher", "teacher", "t")
+    student = ModelSpec("student", "student", "s", teacher="teacher", expect_distilled=True)
+    control = ModelSpec("control", "control", "c", expect_distilled=False)
+    other = ModelSpec("other", "control", "o", expect_distilled=False)
+    assert references_for(_settings(teacher, student, control), "student") == (["control"], "controls")
+    assert references_for(_settings(teacher, student, control), "control") == (
+        ["student"], "students (no other control)")
+    assert references_for(_settings(teacher, student, control, other), "control") == (["other"], "other controls")
+    assert references_for(_settings(teacher, student), "student") == ([], "")
+
+
+# -- properties ----------------------------------------------------------------------------------------
+
+outcomes = st.lists(st.booleans(), min_size=1, max_size=60)
+
+
+@given(outcomes)
+def test_kappa_is_one_for_identical_outcomes(correct: list[bool]) -> None:
+    assert stats.error_consistency(correct, correct) == 1.0
+    answers = ["gold" if ok else f"w{i % 3}" for i, ok in enumerate(correct)]
+    pair = pair_statistics(make_run("t", correct, answers), make_run("m", correct, answers), iters=50)
+    assert pair.kappa == 1.0 and pair.answer_consistency == pytest.approx(1.0) and pair.agreement == 1.0
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.floats(0.15, 0.85), st.floats(0.15, 0.85), st.integers(0, 2**32 - 1))
+def test_kappa_of_independent_outcomes_is_zero_in_expectation(p1: float, p2: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    kappas = [stats.error_consistency(rng.random(N) < p1, rng.random(N) < p2) for _ in range(300)]
+    # standard error of the mean is about 0.07 / sqrt(300) = 0.004; kappa's bias is about 1/N
+    assert abs(float(np.mean(kappas))) < 0.02
+
+
+distributions = st.integers(2, 6).flatmap(lambda k: st.tuples(
+    st.lists(st.floats(0.0, 10.0), min_size=k, max_size=k).filter(lambda v: sum(v) > 1e-6),
+    st.lists(st.floats(0.0, 10.0), min_size=k, max_size=k).filter(lambda v: sum(v) > 1e-6)))
+
+
+@given(distributions)
+def test_jensen_shannon_is_symmetric_and_bounded(pq: tuple[list[float], list[float]]) -> None:
+    p, q = pq
+    forward, backward = stats.jensen_shannon(p, q), stats.jensen_shannon(q, p)
+    assert forward == pytest.approx(backward, abs=1e-12)
+    assert 0.0 <= forward <= math.log(2.0)
+
+
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 2)), min_size=1, max_size=40),
+       st.integers(2, 3))
+def test_answer_consistency_properties(rows: list[tuple[int, int, int]], choices: int) -> None:
+    """0 is the right answer, others are wrong answers. Answer consistency is symmetric, never
+    above error consistency, and equal to it when every item has one wrong answer only."""
+    gold_only = [tuple(min(v, choices - 1) for v in row) for row in rows]
+    t = make_run("t", [a == 0 for a, _, _ in gold_only], [a for a, _, _ in gold_only])
+    m = make_run("m", [b == 0 for _, b, _ in gold_only], [b for _, b, _ in gold_only])
+    forward, backward = pair_statistics(t, m, iters=20), pair_statistics(m, t, iters=20)
+    assert forward.answer_consistency == pytest.approx(backward.answer_consistency, abs=1e-12)
+    assert forward.answer_consistency <= forward.kappa + 1e-12
+    if choices == 2:
+        assert forward.answer_consistency == pytest.approx(forward.kappa, abs=1e-12)
+
+
+@given(st.lists(st.tuples(st.booleans(), st.booleans(), st.integers(0, 2)), min_size=2, max_size=40))
+def test_reference_test_properties(rows: list[tuple[bool, bool, int]]) -> None:
+    t = make_run("t", [a for a, _, _ in rows], ["g" if a else "w" for a, _, _ in rows])
+    m = make_run("m", [b for _, b, _ in rows], ["g" if b else f"w{c}" for _, b, c in rows])
+    r = make_run("r", [not b for _, b, _ in rows], ["w" if b else "g" for _, b, _ in rows])
+    same = reference_test(t, m, [m], iters=200)
+    assert same.p_value == 1.0 and same.informative == 0 and same.difference == pytest.approx(0.0, abs=1e-12)
+    forward, backward = reference_test(t, m, [r], iters=200), reference_test(t, r, [m], iters=200)
+    assert forward.difference == pytest.approx(-backward.difference, abs=1e-9)
+    assert forward.informative == backward.informative
+
+
+def test_mean_choice_jsd_of_equal_distributions_is_zero() -> None:
+    # rotating these log-likelihoods by one place and back reproduces them up to rounding, which
+    # made scipy's distance nan
+    rng = np.random.default_rng(0)
+    rows = [rng.normal(size=4) * 3 for _ in range(200)]
+    a = make_run("a", [True] * 200, ["x"] * 200, logprobs=rows, gold=[0] * 200)
+    b = make_run("b", [True] * 200, ["x"] * 200, logprobs=[np.roll(np.roll(r, 1), -1) + 1e-15 for r in rows],
+                 gold=[0] * 200)
+    value, n = mean_choice_jsd(a.records, b.records)
+    assert n == 200 and value == pytest.approx(0.0, abs=1e-12)
+
+
+@given(st.lists(st.lists(st.floats(-20, 5), min_size=3, max_size=3), min_size=1, max_size=10))
+def test_mean_choice_jsd_is_symmetric(rows: list[list[float]]) -> None:
+    a = make_run("a", [True] * len(rows), ["x"] * len(rows), logprobs=rows, gold=[0] * len(rows))
+    b = make_run("b", [True] * len(rows), ["x"] * len(rows), logprobs=[r[::-1] for r in rows],
+                 gold=[0] * len(rows))
+    forward, _ = mean_choice_jsd(a.records, b.records)
+    backward, n = mean_choice_jsd(b.records, a.records)
+    assert forward == pytest.approx(backward, abs=1e-12) and n == len(rows)
+    assert 0.0 <= forward <= math.log(2.0)
+
+
+# -- probes ----------------------------------------------------------------------------------------------
+
+def _logdist(logits: np.ndarray) -> np.ndarray:
+    return logits - np.logaddexp.reduce(logits)
+
+
+def _probe(rows: list[np.ndarray], *, top_k: int = 64, tokenizer: str = "tok") -> ProbeResult:
+    parts = [summarise(r, top_k=top_k) for r in rows]
+    return ProbeResult(tokenizer_hash=tokenizer, vocab_size=rows[0].size,
+                       prompts=tuple(f"p{i}" for i in range(len(rows))),
+                       token_ids=tuple(p[0] for p in parts), logprobs=tuple(p[1] for p in parts),
+                       tail=tuple(p[2] for p in parts))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from([40, FULL_VOCAB_MAX + 500]), st.integers(0, 2**32 - 1))
+def test_summarised_distributions_keep_all_mass(vocab: int, seed: int) -> None:
+    lp = _logdist(np.random.default_rng(seed).normal(0, 3, size=vocab))
+    probe = _probe([lp], top_k=16)
+    assert probe.full == (vocab <= FULL_VOCAB_MAX)
+    assert np.logaddexp.reduce(probe.dense_logprobs(0)) == pytest.approx(0.0, abs=1e-9)
+    assert probe.top1(0) == int(np.argmax(lp))
+    assert list(probe.logprobs[0]) == sorted(probe.logprobs[0], reverse=True)
+    if probe.full:
+        assert np.allclose(probe.dense_logprobs(0), lp)
+    restored = ProbeResult.from_dict(json.loads(json.dumps(probe.to_dict())))
+    assert restored == probe
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_kl_is_zero_for_itself_and_positive_otherwise(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    p, q = _logdist(rng.normal(size=30)), _logdist(rng.normal(size=30))
+    assert kl_divergence(p, p) == pytest.approx(0.0, abs=1e-12)
+    assert kl_divergence(p, q) > 0.0
+
+
+def test_top_k_tail_is_exact_when_the_tail_is_flat() -> None:
+    vocab = FULL_VOCAB_MAX * 2
+    logits_a = np.zeros(vocab)
+    logits_a[:5] = [9.0, 7.0, 6.0, 4.0, 3.0]
+    logits_b = np.zeros(vocab)
+    logits_b[[0, 1, 2, 3, 4]] = [3.0, 8.0, 6.0, 1.0, 2.0]
+    a, b = _logdist(logits_a), _logdist(logits_b)
+    pa, pb = _probe([a], top_k=5), _probe([b], top_k=5)
+    assert not pa.full and np.allclose(pa.dense_logprobs(0), a)
+    out = probe_agreement(pa, pb)
+    assert out["probe_exact"] is False and out["probe_top1"] == 0.0
+    assert out["probe_kl"] == pytest.approx(kl_divergence(a, b), rel=1e-9)
+
+
+def test_probe_agreement_needs_the_same_tokenizer() -> None:
+    rng = np.random.default_rng(0)
+    rows = [_logdist(rng.normal(size=50)) for _ in range(4)]
+    same = probe_agreement(_probe(rows), _probe(rows))
+    assert same["probe_top1"] == 1.0 and same["probe_kl"] == pytest.approx(0.0, abs=1e-12)
+    assert same["probe_prompts"] == 4 and same["probe_exact"] is True
+    other = probe_agreement(_probe(rows), _probe(rows, tokenizer="another"))
+    assert other["probe_top1"] is None and other["probe_kl"] is None
+    assert "different tokenizers" in other["probe_note"]
+    subset = probe_agreement(_probe(rows).subset(["p1", "p3"]), _probe(rows))
+    assert subset["probe_prompts"] == 2
+
+
+@pytest.fixture(scope="module")
+def tiny_lms(tiny_model: Path, tiny_model_b: Path):
+    from lm_eval.models.huggingface import HFLM
+
+    return (HFLM(pretrained=str(tiny_model), device="cpu", batch_size=1),
+            HFLM(pretrained=str(tiny_model_b), device="cpu", batch_size=1))
+
+
+def test_probe_distributions_on_real_models(tiny_lms) -> None:
+    lm_a, lm_b = tiny_lms
+    prompts = [row["prompt"] for row in MC_ROWS[:5]] + ["Q: 1+2="]
+    one_by_one = probe_distributions(lm_a, prompts, batch_size=1)
+    batched = probe_distributions(lm_a, prompts, batch_size=4)  # right padding must not matter
+    assert one_by_one.full and one_by_one.vocab_size == len(lm_a.tokenizer)
+    for i in range(len(prompts)):
+        assert np.allclose(one_by_one.dense_logprobs(i), batched.dense_logprobs(i), atol=1e-5)
+        assert np.logaddexp.reduce(one_by_one.dense_logprobs(i)) == pytest.approx(0.0, abs=1e-6)
+    same = probe_agreement(one_by_one, batched)
+    assert same["probe_top1"] == 1.0 and same["probe_kl"] == pytest.approx(0.0, abs=1e-6)
+    other = probe_agreement(one_by_one, probe_distributions(lm_b, prompts))
+    assert other["probe_prompts"] == len(prompts) and other["probe_kl"] > 1e-3
+
+
+def test_probe_prompts_are_the_tasks_test_contexts(tmp_path: Path) -> None:
+    from conftest import gen_task, write_project
+    from pytest_distillbench.suites import load_suite
+
+    suite = load_suite(write_project(tmp_path, {}, [mc_task(), gen_task()]))
+    prompts = probe_prompts(suite.tasks, per_task=3)
+    assert prompts == [r["prompt"] for r in MC_ROWS[:3]] + ["Q: 1+2=", "Q: 3+4=", "Q: 5+1="]
+    assert probe_prompts(suite.tasks, per_task=3) == prompts
+
+
+# -- the plugin end to end -----------------------------------------------------------------------------
+
+def _compare_rows(n: int = 80) -> list[dict]:
+    rng = np.random.default_rng(5)
+    rows = []
+    for a, b in rng.choice(np.arange(1, 100), size=(n, 2)):
+        rows.append({"prompt": f"Q: Which is larger, {a} or {b}? A:", "choices": [str(a), str(b)],
+                     "label": 0 if a >= b else 1})
+    return rows
+
+
+def _project(root: Path, models: dict[str, tuple[str, Path, bool | None]]) -> None:
+    write_jsonl(root / "suites" / "data" / "compare.jsonl", _compare_rows())
+    lines = ["[tool.distillbench]"]
+    for name, (role, path, expect) in models.items():
+        lines += [f"[tool.distillbench.models.{name}]", f'role = "{role}"', f'path = "{path}"']
+        if role != "teacher":
+            lines.append('teacher = "teacher"')
+        if expect is not None:
+            lines.append(f"expect_distilled = {str(expect).lower()}")
+    (root / "pyproject.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (root / "suites" / "demo.yaml").write_text("suite: demo\ntasks:\n" + mc_task(), encoding="utf-8")
+
+
+def test_plugin_flags_a_copy_and_not_an_independent_model(pytester: pytest.Pytester, tiny_model: Path,
+                                                           tiny_model_b: Path) -> None:
+    """A "student" that is the teacher's own checkpoint is flagged; a different model is not."""
+    _project(pytester.path, {"teacher": ("teacher", tiny_model, None),
+                             "copy": ("student", tiny_model, True),
+                             "other": ("control", tiny_model_b, False)})
+    result = pytester.runpytest("-p", "no:cacheprovider", "--distillbench", "suites", "-k", "evidence",
+                                "--distillbench-json", "run.json", "-rs")
+    result.assert_outcomes(passed=2)
+    out = result.stdout.str()
+    assert "distillation evidence" in out and "verdict per model:" in out
+    assert "copy: FLAGGED as distilled from teacher" in out
+    assert "other: not flagged" in out and "relative to the students (no other control)" in out
+    section = json.loads((pytester.path / "run.json").read_text())["sections"]["evidence"]
+    assert section["models"]["copy"]["flagged"] is True and section["models"]["copy"]["as_expected"] is True
+    assert section["models"]["other"]["flagged"] is False
+    rows = {row["model"]: row for row in section["tasks"]}
+    assert rows["copy"]["agreement"] == 1.0 and rows["copy"]["jsd"] == 0.0
+    assert rows["copy"]["p_holm"] < 0.05
+
+
+def test_plugin_fails_a_wrong_expectation(pytester: pytest.Pytester, tiny_model: Path,
+                                          tiny_model_b: Path) -> None:
+    _project(pytester.path, {"teacher": ("teacher", tiny_model, None),
+                             "copy": ("student", tiny_model, False),
+                             "other": ("control", tiny_model_b, True)})
+    result = pytester.runpytest("-p", "no:cacheprovider", "--distillbench", "suites", "-k", "evidence")
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    assert "copy was expected NOT to be distilled from teacher but is flagged" in out
+    assert "other was expected to be distilled from teacher but is not flagged" in out
+    assert "answer consistency" in out and "Traceback" not in out
+
+
+def test_plugin_without_a_reference_is_undetermined(pytester: pytest.Pytester, tiny_model: Path) -> None:
+    _project(pytester.path, {"teacher": ("teacher", tiny_model, None),
+                             "copy": ("student", tiny_model, True)})
+    result = pytester.runpytest("-p", "no:cacheprovider", "--distillbench", "suites", "-k", "evidence", "-rs")
+    result.assert_outcomes(skipped=1)
+    assert "undetermined" in result.stdout.str() and "declare a control" in result.stdout.str()
+
+
+@needs_zoo
+def test_embedded_models_student_flagged_control_not(pytester: pytest.Pytester) -> None:
+    suites = Path(__file__).resolve().parents[1] / "suites"
+    (pytester.path / "suites").symlink_to(suites)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--distillbench", "suites/math.yaml",
+                                "suites/reasoning.yaml", "-k", "evidence", "--distillbench-limit", "200",
+                                "--distillbench-json", "run.json", "-rs")
+    section = json.loads((pytester.path / "run.json").read_text())["sections"]["evidence"]
+    models = section["models"]
+    assert models["student"]["flagged"] is True, models["student"]["summary"]
+    assert models["control"]["flagged"] is not True, models["control"]["summary"]
+    outcomes = {(r.nodeid.split("[")[1].rstrip("]"), r.nodeid.split("::")[-1].split("[")[0]): r.outcome
+                for r in result.getreports("pytest_runtest_logreport") if r.when == "call" or r.skipped}
+    for row in section["tasks"]:
+        assert row["reason"], row  # every verdict says why
+        outcome = outcomes[(f"{row['model']}-evidence", row["task"].split("/")[1])]
+        expected_pass = row["flagged"] is (row["model"] == "student")
+        if row["status"] in ("no power", "undetermined"):
+            assert outcome == "skipped"
+        else:
+            assert outcome == ("passed" if expected_pass else "failed"), row
+    out = result.stdout.str()
+    assert "student: FLAGGED as distilled from teacher" in out
