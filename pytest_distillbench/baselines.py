@@ -186,7 +186,7 @@ def _session_verdicts(session: DistillbenchSession) -> dict[tuple[str, str], Any
             method="margin" if use_margins and current_margins is not None and base.margins else "mcnemar"))
         keys.append((entry.task, entry.model))
     verdicts = decide(comparisons, alpha=session.settings.alpha, min_effect=session.settings.min_effect)
-    result = dict(zip(keys, verdicts))
+    result = dict(zip(keys, verdicts, strict=True))
     session.extra["baseline_verdicts"] = result
     return result
 

@@ -53,7 +53,7 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any], *, alpha: float = 0.05,
         pairs.append((ra, rb))
     verdicts = decide(comparisons, alpha=alpha, min_effect=min_effect)
     rows = []
-    for (ra, rb), v in zip(pairs, verdicts):
+    for (ra, rb), v in zip(pairs, verdicts, strict=True):
         c = v.comparison
         rows.append(ComparisonRow(
             task=ra.task, model=ra.model, backend_a=ra.backend, backend_b=rb.backend, n=c.n,

@@ -41,11 +41,15 @@ def attach_cost(run: TaskRun, lm: Any, backend: Any, spec: ModelSpec, settings: 
         new_records = []
         prefill = decode = 0.0
         for r in records:
+            if not r.requests:  # no token counts (a backend without a tokenizer): unknown
+                prefill = decode = None
+                break
             p, d = item_flops(arch, r)
             prefill += p
             decode += d
             new_records.append(replace(r, flops=p + d))
-        records = tuple(new_records)
+        else:
+            records = tuple(new_records)
     total = None if prefill is None else prefill + (decode or 0.0)
     source = "unknown" if total is None else ("declared" if spec.params is not None else "analytic")
     if measured_flops is not None:

@@ -159,7 +159,7 @@ class Evaluator:
                 payloads = [self._payload(self.results[(model, t)]) for t in tasks]
             except DistillbenchError as exc:
                 payloads = [{"error": str(exc)}] * len(tasks)
-            for task, payload in zip(tasks, payloads):
+            for task, payload in zip(tasks, payloads, strict=True):
                 write_outcome(shard, (model, task), payload)
         self.load_outcomes(wait_for(shard, pairs))
 
@@ -287,8 +287,14 @@ class Evaluator:
         self.progress(f"distillbench: {spec.name} on {task.id}: evaluating"
                       + (f" (limit {limit})" if limit else ""))
         env = {"DISTILLBENCH_ALLOW_CODE_EXECUTION": "1"} if task.unsafe_code else {}
+        measure = self.settings.flops_mode == "measured" and spec.backend == "hf"
+        counter_cm: Any = contextlib.nullcontext(None)
+        if measure:
+            from .flops import counting
+
+            counter_cm = counting(lm.model)  # every real forward pass, attention included
         start = time.perf_counter()
-        with _quiet_lm_eval(), _environ(env):
+        with _quiet_lm_eval(), _environ(env), counter_cm as counter:
             out = simple_evaluate(
                 model=lm, tasks=[lm_task], limit=limit, log_samples=True, bootstrap_iters=0,
                 random_seed=self.settings.seed, numpy_random_seed=self.settings.seed,
@@ -310,7 +316,8 @@ class Evaluator:
                             "lm_task": lm_task.task_name})
         from .costing import attach_cost
 
-        run = attach_cost(run, lm, backend, spec, self.settings, device)
+        measured = float(counter.get_total_flops()) if counter is not None else None
+        run = attach_cost(run, lm, backend, spec, self.settings, device, measured_flops=measured)
         self.progress(f"distillbench: {spec.name} on {task.id}: {len(records)} items in "
                       f"{seconds:.1f}s ({len(records) / max(seconds, 1e-9):.1f} items/s), "
                       f"score {run.score:.3f}")
@@ -395,5 +402,5 @@ def _quiet_lm_eval():
     try:
         yield
     finally:
-        for lg, lvl in zip(loggers, levels):
+        for lg, lvl in zip(loggers, levels, strict=True):
             lg.setLevel(lvl)

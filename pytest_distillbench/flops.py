@@ -493,7 +493,7 @@ def records_flops(arch: Architecture, records: Iterable[ItemRecord]) -> tuple[fl
 
 
 @contextlib.contextmanager
-def _counting(model: Any) -> Iterator[Any]:
+def counting(model: Any) -> Iterator[Any]:
     """Count a model's matmul FLOPs, forcing code paths the counter can see.
 
     The math SDPA backend runs attention as plain matmuls (the fused CPU flash kernel has no
@@ -524,7 +524,7 @@ def measure_forward_flops(model: Any, input_ids: Any) -> float:
     The counter charges attention for the full query × key square; it does not discount the
     causal mask. Compare with ``forward_flops(arch, n, causal=False)``.
     """
-    with _counting(model) as counter:
+    with counting(model) as counter:
         model(input_ids, use_cache=False)
     return float(counter.get_total_flops())
 
@@ -541,7 +541,7 @@ def measure_decode_flops(model: Any, input_ids: Any) -> float:
         prefix = model(input_ids[:, :-1], use_cache=True)
     # transformers 5 renamed the cache argument and output from ``past_key_values`` to ``cache``
     name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    with _counting(model) as counter:
+    with counting(model) as counter:
         model(input_ids[:, -1:], use_cache=True, **{name: getattr(prefix, name)})
     return float(counter.get_total_flops())
 
@@ -552,7 +552,7 @@ def measure_generation_flops(model: Any, input_ids: Any, new_tokens: int, *, kv_
     Compare with the sum of ``generation_flops(arch, n, new_tokens, kv_cache=..., causal=False)``:
     the prefill's attention is charged in full by the counter.
     """
-    with _counting(model) as counter:
+    with counting(model) as counter:
         model.generate(input_ids, attention_mask=input_ids.new_ones(input_ids.shape),
                        max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                        use_cache=kv_cache, pad_token_id=0)

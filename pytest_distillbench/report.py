@@ -210,7 +210,7 @@ def cost_table(state: DistillbenchSession, frame: pd.DataFrame) -> str:
         if sub.empty or "score" not in sub or sub["score"].isna().all():
             continue
 
-        def mean(col: str) -> Any:
+        def mean(col: str, sub: Any = sub) -> Any:
             if col not in sub:
                 return None
             vals = sub[col].dropna()

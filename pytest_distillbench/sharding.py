@@ -39,7 +39,7 @@ def assign(pairs: Iterable[tuple[str, str]], count: int) -> dict[int, list[tuple
     out: dict[int, list[tuple[str, str]]] = {i: [] for i in range(count)}
     if len(by_model) >= count:
         # whole models to the least-loaded worker, biggest first: one load per model
-        for model, model_pairs in sorted(by_model.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        for _model, model_pairs in sorted(by_model.items(), key=lambda kv: (-len(kv[1]), kv[0])):
             target = min(out, key=lambda i: (len(out[i]), i))
             out[target].extend(model_pairs)
     else:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import gen_task, mc_task, write_project
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -160,3 +161,16 @@ def test_xdist_shards_without_double_work(pytester: pytest.Pytester, tiny_model:
         {workers[("small", t)] for t in ("demo/add", "demo/compare")}
     assert len({w for (m, _), w in workers.items() if m == "teacher"}) == 1
     assert {i["outcome"] for i in b["items"].values()} == {"passed"} and len(b["items"]) == 6
+
+
+def test_measured_flops_mode(pytester: pytest.Pytester, tiny_model: Path) -> None:
+    write_project(pytester.path, {"teacher": ("teacher", tiny_model)}, [mc_task()])
+    args = ("--distillbench", "suites", "-q", "-k", "not baseline", "--distillbench-no-cache")
+    run(pytester, *args, "--distillbench-json", "analytic.json")
+    run(pytester, *args, "--distillbench-json", "measured.json", "--distillbench-flops", "measured")
+    cost = lambda name: json.loads((pytester.path / name).read_text())["runs"][0]["cost"]  # noqa: E731
+    analytic, measured = cost("analytic.json"), cost("measured.json")
+    assert analytic["flops_source"] == "analytic" and measured["flops_source"] == "measured"
+    # The counter also charges padding in a batch and full (not causal) attention squares, so it
+    # counts somewhat more than the estimate of what the items needed, never less.
+    assert analytic["flops"] <= measured["flops"] <= 2.0 * analytic["flops"]

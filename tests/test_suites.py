@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import write_jsonl, write_project
 
 from pytest_distillbench.errors import DistillbenchError
 from pytest_distillbench.suites import load_suite
+
+from conftest import write_jsonl, write_project
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
