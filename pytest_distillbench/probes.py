@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -114,6 +114,8 @@ def probe_distributions(lm: Any, prompts: Sequence[str], *, top_k: int = 64,
     """
     import torch
 
+    if not prompts:
+        raise ValueError("probe_distributions needs at least one prompt")
     tokenizer = lm.tokenizer
     vocab = len(tokenizer)
     max_length = int(getattr(lm, "max_length", 2048))
@@ -137,6 +139,8 @@ def probe_distributions(lm: Any, prompts: Sequence[str], *, top_k: int = 64,
                 mask[row, :len(ids)] = 1
             logits = lm.model(input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device)).logits
             last = torch.tensor([len(x) - 1 for x in chunk], device=logits.device)
+            # Embedding matrices are often padded beyond the tokenizer: those ids are never text.
+            vocab = min(vocab, logits.shape[-1])
             picked = logits[torch.arange(len(chunk), device=logits.device), last, :vocab].float()
             logprobs = torch.log_softmax(picked, dim=-1).cpu().numpy().astype(float)
             for row in logprobs:
@@ -152,7 +156,8 @@ def probe_distributions(lm: Any, prompts: Sequence[str], *, top_k: int = 64,
 def kl_divergence(p_log: np.ndarray, q_log: np.ndarray) -> float:
     """KL(p || q) in nats from log-probabilities; tokens p never produces contribute nothing."""
     p = np.exp(p_log)
-    terms = np.where(p > 0, p * (p_log - q_log), 0.0)
+    with np.errstate(invalid="ignore"):  # 0 * -inf where p has no mass; masked just below
+        terms = np.where(p > 0, p * (p_log - q_log), 0.0)
     return float(max(terms.sum(), 0.0))
 
 
@@ -178,12 +183,13 @@ def probe_agreement(teacher: ProbeResult, other: ProbeResult) -> dict[str, Any]:
 
 
 def probe_prompts(tasks: Iterable[TaskSpec], per_task: int = 8, *, seed: int = 1234,
-                  task_manager: Any = None) -> list[str]:
+                  task_manager: Callable[[bool], Any] | None = None) -> list[str]:
     """The contexts lm-eval builds for the first ``per_task`` test documents of each task.
 
     Deterministic: same tasks, same prompts (few-shot examples drawn with ``seed``, as the
-    evaluator does). A task whose data cannot be loaded here contributes no prompts. Pass the
-    evaluator's ``task_manager`` to reuse its index of tasks.
+    evaluator does). A task whose data cannot be loaded here contributes no prompts.
+    ``task_manager(builtin)`` returns lm-eval's ``TaskManager`` for built-in tasks (True) or
+    suite tasks (False); pass the evaluator's to reuse its index of tasks.
     """
     if per_task < 1:
         raise ValueError(f"per_task must be at least 1, got {per_task}")
@@ -191,7 +197,7 @@ def probe_prompts(tasks: Iterable[TaskSpec], per_task: int = 8, *, seed: int = 1
 
     def manager(builtin: bool) -> Any:
         if task_manager is not None:
-            return task_manager
+            return task_manager(builtin)
         if builtin not in managers:
             from lm_eval.tasks import TaskManager
 
