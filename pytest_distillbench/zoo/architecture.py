@@ -38,6 +38,7 @@ def gpt2_config(shape: ModelShape):
         resid_pdrop=0.0,
         embd_pdrop=0.0,
         attn_pdrop=0.0,
+        activation_function="gelu",  # one fused kernel; "gelu_new" costs ~20% more per step on CPU
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

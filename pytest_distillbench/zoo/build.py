@@ -34,11 +34,11 @@ THREADS = 2
 class ZooPlan:
     teacher_shape: ModelShape = TEACHER_SHAPE
     student_shape: ModelShape = STUDENT_SHAPE
-    teacher: TrainConfig = TrainConfig(steps=3000, batch_size=64, lr=2e-3, warmup=150)
-    student: TrainConfig = TrainConfig(steps=3000, batch_size=64, lr=3e-3, warmup=150,
+    teacher: TrainConfig = TrainConfig(steps=2400, batch_size=32, lr=3e-3, warmup=100, log_every=50)
+    student: TrainConfig = TrainConfig(steps=2400, batch_size=32, lr=4e-3, warmup=100, log_every=50,
                                        alpha=0.7, temperature=2.0)
     validation_limit: int = 200
-    code_validation_limit: int = 60
+    code_validation_limit: int = 40
     threads: int = THREADS
     tasks: tuple[str, ...] | None = field(default=None)  # None: every task under the data root
 

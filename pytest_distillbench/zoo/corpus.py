@@ -74,12 +74,17 @@ def load_records(data_root: Path, split: str) -> dict[str, list[dict]]:
     return {task: read_jsonl(path) for task, path in split_files(data_root, split).items()}
 
 
-def encode_pair(context: str, target: str, max_len: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Token ids of a pair; an over-long context loses its start, the target is kept whole."""
-    ctx = tokenizer()(context, add_special_tokens=False)["input_ids"]
-    tgt = tokenizer()(target, add_special_tokens=False)["input_ids"]
+def _fit(ctx: list[int], tgt: list[int], max_len: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    # an over-long context loses its start; the target is kept whole (up to max_len - 1)
     keep = max(1, max_len - len(tgt))
     return tuple(ctx[-keep:]), tuple(tgt[: max_len - 1])
+
+
+def encode_pair(context: str, target: str, max_len: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Token ids of a (context, target) pair that fit in ``max_len`` positions."""
+    ctx = tokenizer()(context, add_special_tokens=False)["input_ids"]
+    tgt = tokenizer()(target, add_special_tokens=False)["input_ids"]
+    return _fit(ctx, tgt, max_len)
 
 
 def encode_records(records: Mapping[str, Sequence[dict]], max_len: int) -> dict[str, list[Example]]:
@@ -87,12 +92,10 @@ def encode_records(records: Mapping[str, Sequence[dict]], max_len: int) -> dict[
 
     encoded: dict[str, list[Example]] = {}
     for task, rows in records.items():
-        examples = []
-        for row in rows:
-            context, target = training_pair(row)
-            ctx, tgt = encode_pair(context, target, max_len)
-            examples.append(Example(task, ctx, tgt))
-        encoded[task] = examples
+        pairs = [training_pair(row) for row in rows]
+        ctx = tokenizer()([c for c, _ in pairs], add_special_tokens=False)["input_ids"]
+        tgt = tokenizer()([t for _, t in pairs], add_special_tokens=False)["input_ids"]
+        encoded[task] = [Example(task, *_fit(c, t, max_len)) for c, t in zip(ctx, tgt, strict=True)]
     return encoded
 
 
