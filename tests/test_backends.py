@@ -459,3 +459,25 @@ def test_api_with_tokenizer_counts_like_hf(endpoint: Endpoint, served_model: Pat
     assert api.model_config(lm)["n_embd"] == 64
     assert FAKE_KEY not in repr(spec)  # the spec never holds the key
     assert lm.header == {"Authorization": f"Bearer {FAKE_KEY}"}  # it lives on the loaded model only
+
+
+# -- the vllm backend, where vLLM and a device are usable -----------------------------------------
+
+@pytest.mark.skipif(vllm.available() is not None, reason=f"vllm backend: {vllm.available()}")
+def test_vllm_backend_answers_like_hf(pytester: pytest.Pytester, served_model: Path) -> None:
+    write_project(pytester.path, {}, [mc_task(), STOPPING_GEN_TASK])
+    hf_doc = run_session(pytester, f"[tool.distillbench.models.m]\nrole = 'teacher'\npath = '{served_model}'\n",
+                         "hf.json")
+    vllm_doc = run_session(pytester, (
+        f"[tool.distillbench.models.m]\nrole = 'teacher'\nbackend = 'vllm'\npath = '{served_model}'\n"
+        "batch_size = 8\noptions = {gpu_memory_utilization = '0.3', enforce_eager = 'true', "
+        "max_model_len = '128', tensor_parallel_size = '1'}\n"), "vllm.json")
+    assert [r["backend"] for r in vllm_doc["runs"]] == ["vllm", "vllm"]
+    expected, got = records(hf_doc), records(vllm_doc)
+    for task in expected:
+        assert [r["response"] for r in got[task]] == [r["response"] for r in expected[task]]
+        assert [r["prompt_tokens"] for r in got[task]] == [r["prompt_tokens"] for r in expected[task]]
+        for a, b in zip(got[task], expected[task], strict=True):
+            if b["choice_logprobs"] is not None:
+                assert a["choice_logprobs"] == pytest.approx(b["choice_logprobs"], abs=1e-3)
+    assert (pytester.path / "baselines" / "demo" / "add" / "m.vllm.json").is_file()
