@@ -266,6 +266,7 @@ class CompletionServer:
         self._api_key = api_key
         self._counter = itertools.count(1)
         self.requests_served = 0  # answered completion requests (tests read it)
+        self._served_lock = threading.Lock()
         self._httpd = ThreadingHTTPServer((LOOPBACK, port), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -321,6 +322,7 @@ class CompletionServer:
                 self.wfile.write(data)
 
             def _error(self, status: int, message: str) -> None:
+                self.close_connection = True  # the body may be unread: never reuse this connection
                 self._send(status, {"error": {"message": message, "type": "invalid_request_error",
                                               "code": status}})
 
@@ -346,7 +348,6 @@ class CompletionServer:
                     self._error(411, "Content-Length is required")
                     return
                 if not 0 < length <= server.limits.max_body_bytes:
-                    self.close_connection = True
                     self._error(413, f"request body must be 1..{server.limits.max_body_bytes} bytes")
                     return
                 try:
@@ -358,7 +359,8 @@ class CompletionServer:
                 except RequestError as exc:
                     self._error(exc.status, str(exc))
                 else:
-                    server.requests_served += 1
+                    with server._served_lock:
+                        server.requests_served += 1
                     self._send(200, reply)
 
         return Handler

@@ -299,6 +299,13 @@ def test_api_config_comes_from_local_files_only(tmp_path: Path, tiny_model: Path
                         options=(*base, ("config", str(tmp_path / "none.json"))))
     with pytest.raises(DistillbenchError, match="no config.json"):
         api.local_config(missing)
+    # relative paths are read from the project root, like the rest of the settings
+    (tmp_path / "ckpt").symlink_to(tiny_model, target_is_directory=True)
+    relative = ModelSpec(name="t", role="teacher", path="remote-name", backend="api",
+                         options=(*base, ("tokenizer", "ckpt")))
+    assert api.model_args(relative, tmp_path)["tokenizer"] == str(tiny_model.resolve())
+    assert api.local_config(relative, tmp_path)["n_positions"] == 128
+    assert api.model_args(relative)["tokenizer"] == "ckpt"  # elsewhere: a hub id, left as given
 
 
 # -- the server --------------------------------------------------------------------------------

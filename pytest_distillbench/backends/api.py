@@ -82,6 +82,19 @@ def _bool_option(spec: ModelSpec, name: str, default: bool) -> bool:
                             fix=f"write {name} = \"true\" or \"false\"")
 
 
+def local_path(value: str, root: Path | None = None) -> Path | None:
+    """A path option as an existing local path (relative ones are read from the project root
+    first, as the rest of the settings are), or None when it names nothing on this machine."""
+    if value.startswith("zoo:"):
+        from ..zoo import checkpoint
+
+        return checkpoint(value[4:])
+    path = Path(value).expanduser()
+    if not path.is_absolute() and root is not None and (root / path).exists():
+        path = root / path
+    return path.resolve() if path.exists() else None
+
+
 def api_key(spec: ModelSpec) -> str | None:
     """The key from the environment variable the options name (default OPENAI_API_KEY).
 
@@ -96,7 +109,7 @@ def api_key(spec: ModelSpec) -> str | None:
     return value
 
 
-def model_args(spec: ModelSpec) -> dict[str, Any]:
+def model_args(spec: ModelSpec, root: Path | None = None) -> dict[str, Any]:
     """``ModelSpec`` -> keyword arguments of lm-eval's ``LocalCompletionsAPI`` (without the key)."""
     unknown = sorted({k for k, _ in spec.options} - _OPTIONS)
     if unknown:
@@ -124,13 +137,13 @@ def model_args(spec: ModelSpec) -> dict[str, Any]:
         verify_certificate=_bool_option(spec, "verify_certificate", True),
     )
     if tokenizer and backend == "huggingface":
-        local = Path(tokenizer).expanduser()
-        args["tokenizer"] = str(local.resolve()) if local.exists() else tokenizer
+        local = local_path(tokenizer, root)
+        args["tokenizer"] = str(local) if local else tokenizer  # else a cached hub id
     if spec.option("max_gen_toks"):
         args["max_gen_toks"] = _int_option(spec, "max_gen_toks", 256)
     max_length = _int_option(spec, "max_length", 0, low=2) if spec.option("max_length") else None
     if max_length is None:
-        config = local_config(spec)
+        config = local_config(spec, root)
         positions = None if config is None else (config.get("n_positions")
                                                  or config.get("max_position_embeddings"))
         max_length = int(positions) if positions else None
@@ -142,7 +155,8 @@ def model_args(spec: ModelSpec) -> dict[str, Any]:
 def build(spec: ModelSpec, settings: Any = None) -> Any:
     from lm_eval.models.openai_completions import LocalCompletionsAPI
 
-    args = model_args(spec)
+    root = getattr(settings, "rootdir", None)
+    args = model_args(spec, root)
     key = api_key(spec)
     # A header of our own, so the key never comes from lm-eval's fixed OPENAI_API_KEY lookup.
     header = {"Authorization": f"Bearer {key}"} if key else {"Content-Type": "application/json"}
@@ -155,7 +169,7 @@ def build(spec: ModelSpec, settings: Any = None) -> Any:
             fix="point tokenizer at a tokenizer directory on this machine (or a cached hub id), "
                 "or leave it out to run generation tasks without token counts",
         ) from None
-    lm.distillbench_config = local_config(spec)  # read here: model_config() only gets the LM
+    lm.distillbench_config = local_config(spec, root)  # read here: model_config() only gets the LM
     return lm
 
 
@@ -166,16 +180,16 @@ def token_counter(lm: Any) -> Callable[[str], int] | None:
     return lambda text: len(lm.tok_encode(text))
 
 
-def local_config(spec: ModelSpec) -> dict[str, Any] | None:
+def local_config(spec: ModelSpec, root: Path | None = None) -> dict[str, Any] | None:
     """The served model's config.json when one is on this machine: ``options.config`` (a file
     or a checkpoint directory), else the model path or the tokenizer path if they are local
     checkpoint directories. None leaves the FLOPs unknown unless ``params`` are declared."""
     explicit = spec.option("config")
     candidates = [explicit] if explicit else [spec.path, spec.option("tokenizer")]
     for candidate in filter(None, candidates):
-        path = Path(candidate).expanduser()
-        path = path / "config.json" if path.is_dir() else path
-        if path.is_file():
+        path = local_path(candidate, root)
+        path = path / "config.json" if path is not None and path.is_dir() else path
+        if path is not None and path.is_file():
             try:
                 return json.loads(path.read_text(encoding="utf-8"))
             except ValueError:

@@ -19,7 +19,6 @@ import importlib
 import importlib.metadata
 from collections.abc import Callable
 from importlib.util import find_spec
-from pathlib import Path
 from typing import Any
 
 from ..errors import DistillbenchError
@@ -139,9 +138,14 @@ def check_devices(spec: ModelSpec, args: dict[str, Any], visible: int, cpu_build
 
 
 def build(spec: ModelSpec, settings: Any = None) -> Any:
+    from .api import local_path
+
+    root = getattr(settings, "rootdir", None)
     args = model_args(spec)
-    if Path(spec.path).expanduser().is_dir():
-        args["pretrained"] = str(Path(spec.path).expanduser().resolve())
+    for name in ("pretrained", "tokenizer"):  # local directories, read from the project root
+        local = local_path(args[name], root) if args.get(name) else None
+        if local is not None:
+            args[name] = str(local)
     check_devices(spec, args, _cuda_devices(), _installed_cpu_build())
     from lm_eval.models.vllm_causallms import VLLM
 
