@@ -29,6 +29,8 @@ from .suites import TaskSpec
 from .util import atomic_write_text
 
 RECORD_SCHEMA = 1
+PROBE = "__probe__"  # pseudo-task: next-token distributions on probe prompts (evidence)
+PROBES_PER_TASK = 8
 Progress = Callable[[str], None]
 
 
@@ -115,6 +117,9 @@ class Evaluator:
         self._fingerprints: dict[str, str] = {}
         self._task_managers: dict[bool, Any] = {}
         self._exchanged = False
+        self.frozen = False  # True where results may only be read (the xdist controller)
+        self.probes: dict[str, Any] = {}  # model -> probes.ProbeResult
+        self._probe_prompts: list[str] | None = None
 
     # -- planning ---------------------------------------------------------------------------
     def plan(self, pairs: Iterable[tuple[str, str]]) -> None:
@@ -130,6 +135,8 @@ class Evaluator:
         if key not in self.results:
             if model in self.errors:
                 raise self.errors[model]
+            if self.frozen:
+                return Unavailable(f"{model} on {task_id} was not evaluated by any worker")
             if task_id not in self.planned.get(model, []):
                 self.planned.setdefault(model, []).append(task_id)
             try:
@@ -156,15 +163,18 @@ class Evaluator:
         for model, tasks in by_model.items():
             try:
                 self._evaluate_model(self.settings.model(model), tasks)
-                payloads = [self._payload(self.results[(model, t)]) for t in tasks]
+                payloads = [self._payload(self.results.get((model, t), Unavailable("")), model, t)
+                            for t in tasks]
             except DistillbenchError as exc:
                 payloads = [{"error": str(exc)}] * len(tasks)
             for task, payload in zip(tasks, payloads, strict=True):
                 write_outcome(shard, (model, task), payload)
         self.load_outcomes(wait_for(shard, pairs))
 
-    @staticmethod
-    def _payload(outcome: Outcome) -> dict[str, Any]:
+    def _payload(self, outcome: Outcome, model: str = "", task: str = "") -> dict[str, Any]:
+        if task == PROBE:
+            probe = self.probes.get(model)
+            return {"probe": None if probe is None else probe.to_dict()}
         if isinstance(outcome, Unavailable):
             return {"unavailable": outcome.reason}
         return {"run": outcome.to_dict(), "from_cache": outcome.from_cache}
@@ -172,7 +182,13 @@ class Evaluator:
     def load_outcomes(self, outcomes: Iterable[dict[str, Any]]) -> None:
         for o in outcomes:
             key = (o["model"], o["task"])
-            if "run" in o:
+            if "probe" in o:
+                from .probes import ProbeResult
+
+                if o["probe"] is not None:
+                    self.probes[o["model"]] = ProbeResult.from_dict(o["probe"])
+                self.results[key] = Unavailable("probe")
+            elif "run" in o:
                 run = TaskRun.from_dict(o["run"], from_cache=bool(o.get("from_cache")))
                 run.meta["worker"] = o.get("worker")
                 self.results[key] = run
@@ -205,6 +221,12 @@ class Evaluator:
             return
         device = backend.resolve_device(spec.device) if hasattr(backend, "resolve_device") else spec.device
         model_fp = self.model_fp(spec)
+        probe = PROBE in pending and spec.backend == "hf"
+        if PROBE in pending:
+            pending.remove(PROBE)
+            self.results[(spec.name, PROBE)] = Unavailable("probe")  # marks the pseudo-task done
+            if probe and self._load_cached_probe(spec, model_fp):
+                probe = False
         keys = {t: _cache_key(model_fp, spec, self.tasks[t], self.settings, device) for t in pending}
         to_run = []
         for t in pending:
@@ -216,11 +238,13 @@ class Evaluator:
                               f"({len(cached['records'])} items)")
             else:
                 to_run.append(t)
-        if not to_run:
+        if not to_run and not probe:
             return
         self.progress(f"distillbench: loading {spec.name} ({spec.backend}) from {spec.path}")
         lm = backend.build(spec, self.settings)
         try:
+            if probe:
+                self._run_probe(lm, spec, model_fp)
             for t in to_run:
                 outcome = self._run_task(lm, backend, spec, self.tasks[t], model_fp, device)
                 self.results[(spec.name, t)] = outcome
@@ -234,6 +258,43 @@ class Evaluator:
 
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
+
+    # -- probes (distillation evidence) -----------------------------------------------------
+    def probe_prompts(self) -> list[str]:
+        if self._probe_prompts is None:
+            from .probes import probe_prompts
+
+            planned = sorted({t for ts in self.planned.values() for t in ts if t in self.tasks})
+            with _quiet_lm_eval():
+                self._probe_prompts = probe_prompts([self.tasks[t] for t in planned],
+                                                    per_task=PROBES_PER_TASK, seed=self.settings.seed,
+                                                    task_manager=self._task_manager)
+        return self._probe_prompts
+
+    def _probe_key(self, model_fp: str) -> str:
+        material = {"schema": RECORD_SCHEMA, "model": model_fp, "probe_prompts": self.probe_prompts()}
+        return "probe-" + hashlib.sha256(json.dumps(material).encode()).hexdigest()
+
+    def _load_cached_probe(self, spec: ModelSpec, model_fp: str) -> bool:
+        from .probes import ProbeResult
+
+        cached = self._read_cache(self._probe_key(model_fp)) if self.settings.use_cache else None
+        if cached is None:
+            return False
+        self.probes[spec.name] = ProbeResult.from_dict(cached)
+        return True
+
+    def _run_probe(self, lm: Any, spec: ModelSpec, model_fp: str) -> None:
+        from .probes import probe_distributions
+
+        prompts = self.probe_prompts()
+        if not prompts:
+            return
+        result = probe_distributions(lm, prompts)
+        self.probes[spec.name] = result
+        self.progress(f"distillbench: {spec.name}: next-token probes on {len(prompts)} prompts")
+        if self.settings.use_cache:
+            atomic_write_text(self._cache_path(self._probe_key(model_fp)), json.dumps(result.to_dict()))
 
     def _read_cache(self, key: str) -> dict[str, Any] | None:
         path = self._cache_path(key)

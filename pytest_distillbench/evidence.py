@@ -529,8 +529,11 @@ def session_evidence(session: DistillbenchSession) -> SessionEvidence:
     if cached is not None:
         return cached
     settings = session.settings
-    probes = _probe_results(session)
     pairs = sorted({(e.task, e.model) for e in session.items.values() if e.kind == "evidence"})
+    for task_id in sorted({t for t, _ in pairs}):  # evaluate first: probes are taken with the runs
+        for spec in settings.models:
+            _available(session, spec.name, task_id)
+    probes = _probe_results(session)
     assessed: list[TaskEvidence] = []
     skipped: list[str] = []
     for task_id, model in pairs:

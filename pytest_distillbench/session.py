@@ -66,6 +66,10 @@ class DistillbenchSession:
             if isinstance(item, DistillbenchItem):
                 pairs |= item.needs()
                 self.items[item.nodeid] = ItemFigures(item.task.id, item.model, item.kind)
+        if any(e.kind == "evidence" for e in self.items.values()):
+            from .evaluation import PROBE
+
+            pairs |= {(m.name, PROBE) for m in self.settings.models if m.backend == "hf"}
         self.evaluator.plan(pairs)
         if self.mode == "worker" and self.exchange is not None:
             # the controller collects nothing: tell it which suite files the run used
@@ -128,6 +132,11 @@ class DistillbenchSession:
                 if task.id in wanted:
                     self.register_task(task)
         self.evaluator.load_outcomes(read_outcomes(self.exchange))
+        self.evaluator.frozen = True  # the controller reports; it never runs a model
+        if any(e.kind == "evidence" for e in self.items.values()):
+            from .evidence import session_evidence
+
+            session_evidence(self)  # the same statistics the workers decided on, for the report
 
     # -- helpers ---------------------------------------------------------------------------
     def outcome(self, model: str, task_id: str) -> TaskRun:

@@ -174,3 +174,26 @@ def test_measured_flops_mode(pytester: pytest.Pytester, tiny_model: Path) -> Non
     # The counter also charges padding in a batch and full (not causal) attention squares, so it
     # counts somewhat more than the estimate of what the items needed, never less.
     assert analytic["flops"] <= measured["flops"] <= 2.0 * analytic["flops"]
+
+
+def test_evidence_runs_next_token_probes_once_per_model(pytester: pytest.Pytester, tiny_model: Path,
+                                                        tiny_model_b: Path) -> None:
+    write_project(pytester.path, {"teacher": ("teacher", tiny_model)}, [mc_task()])
+    (pytester.path / "pyproject.toml").write_text(
+        f'[tool.distillbench.models.teacher]\nrole = "teacher"\npath = "{tiny_model}"\n'
+        f'[tool.distillbench.models.copy]\nrole = "student"\npath = "{tiny_model}"\n'
+        'expect_distilled = true\n'
+        f'[tool.distillbench.models.other]\nrole = "control"\npath = "{tiny_model_b}"\n'
+        'expect_distilled = false\n')
+    result = run(pytester, "--distillbench", "suites", "-k", "evidence", "--distillbench-json", "run.json")
+    out = result.stdout.str()
+    # three models but two checkpoints: copy has the teacher's very weights, so whichever of the
+    # two runs second reads the probes the first one cached (the key is the model fingerprint)
+    assert out.count("next-token probes on") == 2 and "other: next-token probes" in out
+    rows = {r["model"]: r for r in json.loads((pytester.path / "run.json").read_text())["sections"]
+            ["evidence"]["tasks"]}
+    assert rows["copy"]["probe_top1"] == 1.0 and rows["copy"]["probe_kl"] == pytest.approx(0.0, abs=1e-9)
+    assert rows["other"]["probe_kl"] > 0.0
+    # a second session reads the probes from the cache instead of loading models
+    again = run(pytester, "--distillbench", "suites", "-k", "evidence")
+    assert "next-token probes" not in again.stdout.str() and "loading" not in again.stdout.str()
