@@ -1,19 +1,30 @@
 """Isolated execution of untrusted, model-generated Python programs.
 
 Every program runs in a process tree of its own, so that whatever it does the evaluating
-process neither crashes nor hangs::
+process neither crashes nor hangs. The trees are forked from one long-lived "zygote", so a
+program costs a few forks rather than an interpreter start::
 
-    evaluator ──Popen──► supervisor (this file run as a script, root if we are root)
-                            │  unshare(pid, net, mount, ipc, uts namespaces) where permitted
-                            └─fork─► init (pid 1 of the new pid namespace)
-                                       │  private /proc, fresh tmpfs over /tmp and other
-                                       │  world-writable directories, tmpfs work directory
-                                       └─fork─► worker: rlimits, unprivileged uid, runs the code
+    evaluator ──Popen, once──► zygote (this file run as a script; never runs untrusted code)
+        │ per program: pipes and a status socket, passed over a Unix socket (SCM_RIGHTS)
+        ▼
+    zygote ──fork──► supervisor: reads the request from its stdin; reports the program's exit,
+                       │  kills init's process group on the evaluator's word, reaps init
+                       │  unshare(pid, net, mount, ipc, uts namespaces) where permitted
+                       └─fork─► init (pid 1 of the new pid namespace): own session
+                                  │  private /proc, fresh tmpfs over /tmp and other
+                                  │  world-writable directories, tmpfs work directory
+                                  └─fork─► worker: rlimits, unprivileged uid, runs the code
+
+The zygote only receives descriptors and forks: it never reads a request, so no program, test
+or token ever enters its memory, and every program starts from the same state, that of a
+freshly started ``python -I`` with this module loaded (nothing a previous program imported,
+patched or set is there). Namespaces, the uid switch, rlimits and the environment are applied
+after the fork, per program, by the supervisor, init and worker.
 
 What is contained, and how:
 
-- **Time**: the evaluator enforces a wall-clock deadline and kills the whole process group;
-  RLIMIT_CPU bounds CPU time per process.
+- **Time**: the evaluator enforces a wall-clock deadline, on which the supervisor kills init's
+  whole process group; RLIMIT_CPU bounds CPU time per process.
 - **Memory / files / descriptors**: RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE; core dumps off.
 - **Output floods**: stdout and stderr are pipes drained incrementally; at most
   ``max_output_bytes`` of each is kept and the rest is discarded (``truncated`` is set).
@@ -22,16 +33,17 @@ What is contained, and how:
   counts only this run's processes. When init (pid 1 of the pid namespace) exits, the kernel
   kills every process left in the namespace; without a pid namespace the supervisor kills
   every process of the per-run uid (``kill(-1)`` as that uid), which also catches processes
-  that left the process group with ``setsid``.
+  that left the process group with ``setsid``, once init has exited or been killed.
 - **Files**: the program's working directory is a fresh size-limited tmpfs (or, without a
   mount namespace, a fresh directory owned by the per-run uid) removed afterwards. /tmp,
   /var/tmp, /dev/shm and /run/lock are replaced by private tmpfs mounts, so writes there never
   reach the host. Root-owned files are out of reach of the unprivileged uid. Directories that
   only root may enter (e.g. a Python installed under /root) are replaced by a tmpfs exposing
   just the interpreter's own paths, which also hides the rest of them.
-- **Environment / secrets**: the supervisor starts with a minimal environment (PATH, LANG,
-  HOME, TMPDIR, thread counts); nothing is inherited. With a pid namespace and a private /proc
-  the program cannot see other processes at all.
+- **Environment / secrets**: the zygote starts with a minimal environment and each supervisor
+  replaces it with its own (PATH, LANG, HOME, TMPDIR, thread counts); nothing is inherited
+  from the evaluator. With a pid namespace and a private /proc the program cannot see other
+  processes at all.
 - **Signals**: the unprivileged uid may not signal the evaluator; inside a pid namespace the
   evaluator's pid does not even exist.
 - **Network**: a new network namespace has only a loopback device, which is down.
@@ -42,26 +54,34 @@ CAP_SETUID). Run as an ordinary user, the program keeps that user's rights: it c
 network, write where the user can, see and signal the user's other processes, and
 RLIMIT_NPROC is left alone (it would count all of the user's processes); only the rlimits,
 the wall-clock deadline, the process-group kill, the output cap and the environment scrub
-remain. As root without CAP_SYS_ADMIN (no mount namespace), an interpreter installed under a
+remain; such a program can also kill the zygote (the next program starts a new one; programs
+already running are unaffected). As root without CAP_SYS_ADMIN (no mount namespace), an interpreter installed under a
 directory only root may enter cannot load modules the supervisor had not already imported.
-This module is not a defence against kernel exploits or side channels.
+All programs share the zygote's string-hash seed (the order of sets of str), as forked
+processes do. This module is not a defence against kernel exploits or side channels.
 """
 
 from __future__ import annotations
 
+import atexit
 import builtins
 import ctypes
+import fcntl
+import gc
 import json
 import os
 import resource
 import secrets
+import select
 import selectors
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import types
@@ -73,10 +93,14 @@ Status = Literal["passed", "failed", "timeout", "error", "killed"]
 _SETUP_FAILED = 125  # exit code of the supervisor when the sandbox itself could not be built
 _SCRATCH_MB = 64  # size of each private tmpfs (work directory, /tmp, ...)
 _REPORT_CAP = 65536  # bytes kept from the report channel
-_DRAIN_GRACE_S = 1.0  # how long to wait for pipes to close after the supervisor exited
+_DRAIN_GRACE_S = 1.0  # how long to wait for pipes to close after the program exited
 _UID_BASE = 10_000_000  # per-run uids are drawn from [base, base + span): unused by real users
 _UID_SPAN = 10_000_000
 _WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+_SUPERVISOR_FDS = ("request", "stdout", "stderr", "report", "status")  # its descriptors 0, 1, ...
+_FD_PARKING = 64  # received descriptors are parked at or above this while being renumbered
+_STOP_TIMEOUT_S = 30.0  # how long the evaluator waits for the wait status after a stop
+_ZYGOTE_SEND_TIMEOUT_S = 30.0  # how long handing a request to the zygote may block
 
 # Linux constants (sched.h, mount.h, prctl.h)
 _CLONE_NEWNS = 0x00020000
@@ -205,6 +229,85 @@ def _clean_env(workdir: str) -> dict[str, str]:
     }
 
 
+class _Zygote:
+    """The evaluator's handle on the long-lived process every program tree is forked from.
+
+    Requests travel as descriptors only (see ``_zygote_loop``). The zygote exits when the
+    control socket closes, i.e. when the evaluator exits or dies."""
+
+    def __init__(self) -> None:
+        self.owner = os.getpid()
+        control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-I", os.path.abspath(__file__), "--zygote", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                start_new_session=True)  # terminal signals (Ctrl-C) are for the evaluator only
+        except BaseException:
+            control.close()
+            raise
+        finally:
+            theirs.close()
+        control.settimeout(_ZYGOTE_SEND_TIMEOUT_S)
+        self.control = control
+
+    def usable(self) -> bool:
+        return self.owner == os.getpid() and self.process.poll() is None
+
+    def spawn(self, fds: list[int]) -> None:
+        socket.send_fds(self.control, [b"run"], fds)
+
+    def close(self) -> None:
+        self.control.close()
+        if self.owner != os.getpid():
+            return  # a forked copy of the evaluator: the zygote is its parent's
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+_zygote_lock = threading.Lock()
+_zygote: _Zygote | None = None
+
+
+def _spawn(fds: list[int]) -> None:
+    """Hand one program's descriptors to the zygote, starting (or restarting) it if needed."""
+    global _zygote
+    with _zygote_lock:
+        for attempt in range(2):
+            if _zygote is None or not _zygote.usable():
+                if _zygote is not None:
+                    _zygote.close()
+                _zygote = _Zygote()
+                atexit.unregister(_stop_zygote)  # registered once, however often restarted
+                atexit.register(_stop_zygote)
+            try:
+                _zygote.spawn(fds)
+                return
+            except OSError:
+                if attempt:
+                    raise
+                _zygote.close()  # died between the check and the send: start another
+                _zygote = None
+
+
+def _stop_zygote() -> None:
+    global _zygote
+    with _zygote_lock:
+        if _zygote is not None:
+            _zygote.close()
+            _zygote = None
+
+
+def _zygote_pid() -> int | None:
+    """The running zygote's pid (for tests and diagnostics)."""
+    with _zygote_lock:
+        return _zygote.process.pid if _zygote is not None and _zygote.usable() else None
+
+
 class _Capture:
     """Keeps the first ``cap`` bytes of a stream and counts what it threw away."""
 
@@ -221,46 +324,77 @@ class _Capture:
             self.truncated = True
 
 
-def _has_exited(pid: int) -> bool:
-    """True once ``pid`` is a zombie; it stays unreaped so its pid and group id are not reused."""
+@dataclass
+class _Channels:
+    """The evaluator's ends of one run's pipes and status socket."""
+
+    request: int  # write end of the supervisor's stdin
+    stdout: int
+    stderr: int
+    report: int
+    status: socket.socket
+
+    def close(self) -> None:
+        for fd in (self.request, self.stdout, self.stderr, self.report):
+            if fd >= 0:
+                os.close(fd)
+        self.status.close()
+
+
+def _start() -> _Channels:
+    """Create the run's channels and have the zygote fork a supervisor holding the other ends
+    (in the order of ``_SUPERVISOR_FDS``)."""
+    ours: list[int] = []
+    theirs: list[int] = []
+    status = None
     try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
+        r, w = os.pipe()  # the request: we write, the supervisor reads
+        ours.append(w)
+        theirs.append(r)
+        for _ in ("stdout", "stderr", "report"):  # the sandbox writes, we read
+            r, w = os.pipe()
+            ours.append(r)
+            theirs.append(w)
+        status, supervisor_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        theirs.append(supervisor_end.detach())
+        _spawn(theirs)
+        return _Channels(*ours, status=status)
+    except BaseException:
+        for fd in ours:
+            os.close(fd)
+        if status is not None:
+            status.close()
+        raise
+    finally:
+        for fd in theirs:
+            os.close(fd)
 
 
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _pump(proc: subprocess.Popen[bytes], payload: bytes, report_fd: int,
-          captures: dict[int, _Capture], deadline: float) -> bool:
-    """Feed stdin and drain stdout, stderr and the report pipe until all close, the supervisor
-    has exited for a grace period, or the deadline passes. Returns True on timeout."""
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+def _pump(channels: _Channels, payload: bytes, captures: dict[int, _Capture],
+          deadline: float) -> tuple[int | None, bool]:
+    """Feed the request and drain stdout, stderr and the report pipe until they close and the
+    supervisor has reported the program's exit, the exit was reported a grace period ago, or
+    the deadline passes. Returns (the program's wait status or None, timed out)."""
     sel = selectors.DefaultSelector()
-    stdin_fd = proc.stdin.fileno()
-    os.set_blocking(stdin_fd, False)
-    sel.register(stdin_fd, selectors.EVENT_WRITE)
-    for fd in (proc.stdout.fileno(), proc.stderr.fileno(), report_fd):
+    os.set_blocking(channels.request, False)
+    sel.register(channels.request, selectors.EVENT_WRITE)
+    for fd in captures:
         sel.register(fd, selectors.EVENT_READ)
+    status_fd = channels.status.fileno()
+    sel.register(status_fd, selectors.EVENT_READ)
     view = memoryview(payload)
-    exited_at: float | None = None
+    wait_status: int | None = None
+    reported_at: float | None = None
     try:
-        while len(sel.get_map()) > (1 if stdin_fd in sel.get_map() else 0):
+        while set(sel.get_map()) - {channels.request}:
             now = time.monotonic()
             if now >= deadline:
-                return True
-            if exited_at is None and _has_exited(proc.pid):
-                exited_at = now
-            if exited_at is not None and now - exited_at > _DRAIN_GRACE_S:
-                break  # a straggler holds a pipe open; the group kill below ends it
+                return wait_status, wait_status is None
+            if reported_at is not None and now - reported_at > _DRAIN_GRACE_S:
+                break  # a straggler outside the killed group holds a pipe open
             for key, _ in sel.select(timeout=min(0.1, deadline - now)):
                 fd = key.fd
-                if fd == stdin_fd:
+                if fd == channels.request:
                     try:
                         written = os.write(fd, view[:65536])
                         view = view[written:]
@@ -268,32 +402,47 @@ def _pump(proc: subprocess.Popen[bytes], payload: bytes, report_fd: int,
                         view = view[:0]
                     if not view:
                         sel.unregister(fd)
-                        proc.stdin.close()
-                    continue
-                chunk = os.read(fd, 65536)
-                if chunk:
-                    captures[fd].feed(chunk)
-                else:
+                        os.close(fd)
+                        channels.request = -1
+                elif fd == status_fd:
                     sel.unregister(fd)
-        return False
+                    wait_status = _parse_status(_receive(channels.status))
+                    reported_at = time.monotonic()
+                else:
+                    chunk = os.read(fd, 65536)
+                    if chunk:
+                        captures[fd].feed(chunk)
+                    else:
+                        sel.unregister(fd)
+        return wait_status, False
     finally:
         sel.close()
 
 
-def _wait_exit(proc: subprocess.Popen[bytes], deadline: float) -> bool:
-    """Wait (without reaping) for the supervisor to exit; True if the deadline passed first."""
-    while not _has_exited(proc.pid):
-        if time.monotonic() >= deadline:
-            return True
-        time.sleep(0.005)
-    return False
+def _receive(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(256)
+    except OSError:
+        return b""
 
 
-def _reap_uid(uid: int) -> None:
-    """Kill every process of the per-run uid (those that escaped the process group)."""
-    subprocess.run([sys.executable, "-I", "-S", os.path.abspath(__file__), "--reap", str(uid)],
-                   env={"PATH": "/usr/bin:/bin"}, stdin=subprocess.DEVNULL,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30, check=False)
+def _parse_status(message: bytes) -> int | None:
+    """The supervisor's one message: the program's wait status (nothing if it vanished)."""
+    try:
+        return int(json.loads(message)["status"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _stop(channels: _Channels) -> int | None:
+    """On timeout: have the supervisor kill init's process group and reap init; returns the
+    wait status it reports, None if it is gone."""
+    try:
+        channels.status.settimeout(_STOP_TIMEOUT_S)
+        channels.status.send(b"stop")
+    except OSError:
+        return None
+    return _parse_status(_receive(channels.status))
 
 
 def _parse_report(raw: bytes) -> tuple[dict[str, Any] | None, list[str]]:
@@ -313,46 +462,40 @@ def _execute(request: dict[str, Any], limits: _Limits, *, nonce: str | None) -> 
     deadline = start + limits.timeout_s
     uid = _UID_BASE + secrets.randbelow(_UID_SPAN) if os.geteuid() == 0 else None
     workdir = tempfile.mkdtemp(prefix="distillbench-sandbox-")
-    report_r, report_w = os.pipe()
-    config = {**request, "nonce": nonce, "uid": uid, "workdir": workdir, "report_fd": report_w,
-              "rlimits": limits.rlimits()}
+    config = {**request, "nonce": nonce, "uid": uid, "workdir": workdir,
+              "report_fd": _SUPERVISOR_FDS.index("report"), "rlimits": limits.rlimits()}
+    channels = None
     try:
         if uid is not None:
             os.chown(workdir, uid, uid)
-        proc = subprocess.Popen(
-            [sys.executable, "-I", os.path.abspath(__file__)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
-            pass_fds=(report_w,), cwd=workdir, env=_clean_env(workdir), start_new_session=True)
-        os.close(report_w)
-        report_w = -1
-        assert proc.stdout is not None and proc.stderr is not None
+        payload = json.dumps(config).encode()
+        channels = _start()
         out, err, report = (_Capture(limits.max_output_bytes), _Capture(limits.max_output_bytes),
                             _Capture(_REPORT_CAP))
-        captures = {proc.stdout.fileno(): out, proc.stderr.fileno(): err, report_r: report}
-        try:
-            timed_out = _pump(proc, json.dumps(config).encode(), report_r, captures, deadline)
-            timed_out = timed_out or _wait_exit(proc, deadline)
-        finally:
-            _kill_group(proc.pid)  # stragglers in the group, or everything on timeout
-            returncode = proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
+        captures = {channels.stdout: out, channels.stderr: err, channels.report: report}
+        wait_status, timed_out = _pump(channels, payload, captures, deadline)
+        if timed_out:
+            wait_status = _stop(channels)
         facts, later = _parse_report(bytes(report.data))
         isolation = Isolation(**{k: facts[k] for k in ("network", "pid_namespace",
                                                        "private_tmp", "uid") if k in facts}) \
             if facts and "error" not in facts else Isolation()
-        if uid is not None and not isolation.pid_namespace and (timed_out or returncode < 0):
-            _reap_uid(uid)  # the supervisor died before it could do this itself
-        status, reason = _judge(timed_out, returncode, facts, later, nonce, limits)
+        if wait_status is None:
+            status: Status = "error"
+            returncode = None
+            reason = (f"the sandbox could not be set up: {facts['error']}" if facts and "error" in facts
+                      else "the sandbox's supervisor ended without reporting the program's exit")
+        else:
+            returncode = os.waitstatus_to_exitcode(wait_status)
+            status, reason = _judge(timed_out, returncode, facts, later, nonce, limits)
         return SandboxResult(
             status=status, returncode=returncode,
             stdout=out.data.decode("utf-8", "replace"), stderr=err.data.decode("utf-8", "replace"),
             seconds=time.monotonic() - start, truncated=out.truncated or err.truncated,
             isolation=isolation, reason=reason)
     finally:
-        os.close(report_r)
-        if report_w >= 0:
-            os.close(report_w)
+        if channels is not None:
+            channels.close()  # should we leave early, this EOF is the supervisor's stop
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -375,7 +518,7 @@ def _judge(timed_out: bool, returncode: int, facts: dict[str, Any] | None, later
 
 
 # --------------------------------------------------------------------------------------------
-# Sandbox side: this file run as a script by the supervisor process
+# Sandbox side: this file run as a script, the zygote, and the processes forked from it
 
 
 def _libc() -> ctypes.CDLL:
@@ -511,14 +654,47 @@ def _worker(config: dict[str, Any], facts: dict[str, Any]) -> None:
 
 
 def _run_program(source: str) -> None:
+    """Run ``source`` as ``__main__``, then leave as the interpreter would (see ``_leave``).
+    Exits the interpreter treats specially (a SystemExit carrying a message or an odd code,
+    KeyboardInterrupt) propagate and take its own path."""
     main = types.ModuleType("__main__")
     sys.modules["__main__"] = main
     sys.argv = ["<sandbox>"]
     try:
         exec(compile(source, "<sandbox>", "exec"), main.__dict__)
-    except Exception as exc:  # SystemExit and KeyboardInterrupt keep their usual effect
+        code = 0
+    except SystemExit as exc:
+        if not (exc.code is None or (isinstance(exc.code, int) and 0 <= exc.code <= 255)):
+            raise
+        code = exc.code or 0
+    except Exception as exc:
         traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None)
-        raise SystemExit(1) from None
+        code = 1
+    _leave(code, main)
+
+
+def _leave(code: int, main: types.ModuleType) -> None:
+    """Exit the way the interpreter does: non-daemon threads joined, atexit handlers run, the
+    program's globals released (so their ``__del__`` runs), stdout and stderr flushed (120 if
+    that fails); but without tearing the interpreter down, which would release every object
+    inherited from the zygote, one copy-on-write fault per page, and cost more than the rest
+    of a run. Other objects still alive are not finalised, which Python does not promise at
+    exit either."""
+    threading_module = sys.modules.get("threading")
+    if threading_module is not None:
+        threading_module._shutdown()  # type: ignore[attr-defined]
+    atexit._run_exitfuncs()
+    names = [n for n in main.__dict__ if n != "__builtins__"]
+    for name in sorted(names, key=lambda n: not n.startswith("_")):  # as CPython: _names first
+        main.__dict__[name] = None
+    gc.collect()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except BaseException:
+            code = 120
+    os._exit(code)
 
 
 _PLAIN_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes, list, tuple, dict,
@@ -591,9 +767,10 @@ def _run_check(problem: dict[str, str], nonce: str, report_fd: int) -> None:
 
 
 def _init(config: dict[str, Any], facts: dict[str, Any], status_fd: int) -> None:
-    """Pid 1 of the new namespace (or a plain parent without one): mounts, then the worker;
-    passes the worker's wait status up. Returns only in the worker."""
+    """Pid 1 of the new namespace (or a plain parent without one): its own session, mounts,
+    then the worker; passes the worker's wait status up. Returns only in the worker."""
     try:
+        os.setsid()  # a session and process group of its own: what the supervisor kills
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if facts.pop("mount_namespace"):
             _private_mounts(config, facts["pid_namespace"])
@@ -617,14 +794,30 @@ def _init(config: dict[str, Any], facts: dict[str, Any], status_fd: int) -> None
     os._exit(0)
 
 
-def _supervise() -> None:
-    """The process the evaluator started. Returns only in the worker."""
-    config = json.loads(sys.stdin.buffer.read())
-    report_fd = config["report_fd"]
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _supervise(fds: list[int]) -> None:
+    """Forked by the zygote for one program; runs no untrusted code. Reads the request from
+    its stdin, enters new namespaces where permitted and forks init. Once init has exited, or
+    on the evaluator's stop (timeout), or when the evaluator disappears: kills init's process
+    group, reaps init, kills what is left of the per-run uid where no pid namespace does it,
+    and reports the program's wait status. Init stays an unreaped zombie until the group kill,
+    so its process group id cannot pass to another process before it. Returns only in the
+    worker."""
+    report_fd = _SUPERVISOR_FDS.index("report")
     try:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        _install(fds)
+        status = socket.socket(fileno=_SUPERVISOR_FDS.index("status"))
         _prctl(_PR_SET_DUMPABLE, 0)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        config = json.loads(_read_all(_SUPERVISOR_FDS.index("request")))
+        os.environ.clear()
+        os.environ.update(_clean_env(config["workdir"]))
         namespaces = _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWNET | _CLONE_NEWIPC | _CLONE_NEWUTS
         if _try_unshare(namespaces):
             facts = {"network": True, "pid_namespace": True, "mount_namespace": True}
@@ -635,27 +828,59 @@ def _supervise() -> None:
         status_r, status_w = os.pipe()
         init = os.fork()
     except BaseException as exc:
-        _fail_setup(report_fd, exc)
+        _fail_setup(report_fd, exc)  # the evaluator sees the status socket close: an error
     if init == 0:
         os.close(status_r)
+        status.close()
         _init(config, facts, status_w)
         _worker(config, facts)
         return
     os.close(status_w)
-    os.close(report_fd)
-    status_text = b""
-    while chunk := os.read(status_r, 64):
-        status_text += chunk
+    for fd in range(_SUPERVISOR_FDS.index("status")):
+        os.close(fd)  # the request and output pipes are the evaluator's and the worker's
+    _await_exit_or_stop(status, init)
+    for kill in (os.kill, os.killpg):  # init (even before its setsid), then its group
+        try:
+            kill(init, signal.SIGKILL)
+        except OSError:
+            pass
     _, init_status = os.waitpid(init, 0)
     if config["uid"] is not None and not facts["pid_namespace"]:
-        _kill_all_of(config["uid"])
-    status = int(status_text) if status_text else init_status
-    if os.WIFSIGNALED(status):  # die the same way, so the evaluator sees the signal
-        sig = os.WTERMSIG(status)
-        signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
-        os._exit(128 + sig)  # a signal whose default action is to ignore it
-    os._exit(os.WEXITSTATUS(status))
+        _kill_all_of(config["uid"])  # what left the group (setsid, double fork)
+    os.set_blocking(status_r, False)
+    try:
+        status_text = os.read(status_r, 64)
+    except BlockingIOError:
+        status_text = b""
+    wait_status = int(status_text) if status_text else init_status
+    _send(status, json.dumps({"status": wait_status}).encode())
+    _await_close(status)
+    os._exit(0)
+
+
+def _await_close(status: socket.socket) -> None:
+    """Leave only after the evaluator closed its end: a socket closed with a message unread
+    (a stop sent as the program exited) makes the evaluator's read of our reply fail."""
+    try:
+        while status.recv(64):
+            pass
+    except OSError:
+        pass
+
+
+def _await_exit_or_stop(status: socket.socket, init: int) -> None:
+    """Wait until init has exited, the evaluator says stop, or the evaluator is gone."""
+    try:
+        pidfd: int | None = os.pidfd_open(init)
+    except (AttributeError, OSError):  # Linux before 5.3: poll instead
+        pidfd = None
+    while True:
+        watched: list[Any] = [status] if pidfd is None else [status, pidfd]
+        ready = select.select(watched, [], [], None if pidfd is not None else 0.01)[0]
+        if status in ready:
+            return  # the stop (or the evaluator's end closing); read in _await_close
+        if pidfd in ready if pidfd is not None else _has_exited(init):
+            return
 
 
 def _kill_all_of(uid: int) -> None:
@@ -672,8 +897,65 @@ def _kill_all_of(uid: int) -> None:
     os.waitpid(pid, 0)
 
 
+def _has_exited(pid: int) -> bool:
+    """True once ``pid`` is a zombie; it stays unreaped so its pid and group id are not reused."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _send(sock: socket.socket, message: bytes) -> None:
+    try:
+        sock.send(message)
+    except OSError:
+        pass  # the evaluator is gone; the kill follows all the same
+
+
+def _install(fds: list[int]) -> None:
+    """Move the received descriptors to 0, 1, 2, ... and close every other one, whatever
+    numbers they arrived as."""
+    parked = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _FD_PARKING) for fd in fds]
+    for fd in fds:
+        os.close(fd)
+    for target, fd in enumerate(parked):
+        os.dup2(fd, target)
+    os.closerange(len(parked), max(resource.getrlimit(resource.RLIMIT_NOFILE)[0], _FD_PARKING * 2))
+
+
+def _zygote_loop(control_fd: int) -> None:
+    """The zygote: for every request (the descriptors of ``_SUPERVISOR_FDS``) fork a supervisor,
+    then forget the descriptors. It never reads what travels through them. Exits when the
+    evaluator closes the control socket. Returns only in a worker, after its program ran."""
+    _prctl(_PR_SET_DUMPABLE, 0)  # same-uid programs may not ptrace it or read its memory
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps finished supervisors
+    control = socket.socket(fileno=control_fd)
+    gc.freeze()  # children's collections skip what exists now: fewer copy-on-write faults
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(control, 16, len(_SUPERVISOR_FDS) + 1)
+        except OSError:
+            os._exit(0)
+        if not message:
+            os._exit(0)  # the evaluator closed its end: it exited or died
+        if message != b"run" or len(fds) != len(_SUPERVISOR_FDS):
+            for fd in fds:
+                os.close(fd)
+            continue
+        try:
+            supervisor = os.fork()
+        except OSError:
+            supervisor = -1  # the evaluator sees the status socket close without a word
+        if supervisor == 0:
+            control.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            _supervise(fds)
+            return
+        for fd in fds:
+            os.close(fd)
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--reap"]:
-        _kill_all_of(int(sys.argv[2]))
-    else:
-        _supervise()
+    if sys.argv[1:2] != ["--zygote"] or len(sys.argv) != 3:
+        sys.exit("usage: sandbox.py --zygote CONTROL_FD (started by the evaluator)")
+    _zygote_loop(int(sys.argv[2]))

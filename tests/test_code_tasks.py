@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,6 +16,9 @@ from pytest_distillbench.errors import DistillbenchError
 from pytest_distillbench.stats import pass_at_k
 from pytest_distillbench.tasks.code import (
     ALLOW_ENV,
+    FILTER,
+    ExecuteCompletions,
+    Executed,
     completions_of,
     load_humaneval,
     process_results,
@@ -208,3 +213,103 @@ def test_lm_eval_with_repeats_and_the_default_take_first(canned_lm, task_manager
     results, sample = evaluate(canned_lm, task_manager)
     assert sample["filtered_resps"] == [RIGHT]
     assert results["pass@1,none"] == 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# The distillbench_execute filter: a task's programs in one parallel batch, each distinct once.
+
+MUL = {**ADD, "task_id": "tiny/1", "prompt": 'def mul(a, b):\n    """Return a * b."""\n',
+       "canonical_solution": "    return a * b\n", "entry_point": "mul",
+       "test": "def check(candidate):\n    assert candidate(2, 3) == 6\n"}
+
+
+@pytest.fixture
+def sandbox_calls(monkeypatch):
+    """Every program the sandbox is asked to run, as (prompt, body)."""
+    import pytest_distillbench.tasks.code as code
+
+    calls: list[tuple[str, str]] = []
+    real = code.check_completion
+
+    def recording(prompt, completion, test, entry_point, **kwargs):
+        calls.append((prompt, completion))
+        return real(prompt, completion, test, entry_point, **kwargs)
+
+    monkeypatch.setattr(code, "check_completion", recording)
+    return calls
+
+
+def test_the_filter_runs_each_distinct_program_once_and_process_results_only_reads(allowed, sandbox_calls):
+    resps = [[RIGHT, WRONG, RIGHT + "print('junk')\n", RIGHT], [RIGHT, RIGHT]]  # ADD, then MUL
+    filtered = ExecuteCompletions(workers=2).apply(resps, [ADD, MUL])
+    assert [[str(e) for e in group] for group in filtered] == [[RIGHT, WRONG, RIGHT, RIGHT], [RIGHT, RIGHT]]
+    assert all(isinstance(e, Executed) for group in filtered for e in group)
+    assert [[e.result.passed for e in group] for group in filtered] == [[True, False, True, True], [False, False]]
+    assert sorted(sandbox_calls) == sorted([(ADD["prompt"], RIGHT), (ADD["prompt"], WRONG), (MUL["prompt"], RIGHT)])
+    sandbox_calls.clear()
+    assert process_results(ADD, [filtered[0]]) == {"pass@1": 0.75}
+    assert process_results(MUL, [filtered[1]]) == {"pass@1": 0.0}
+    assert sandbox_calls == []  # nothing run again
+
+
+def test_the_filter_keeps_the_shape_lm_eval_gave_it(allowed):
+    (single,), (listed,) = (ExecuteCompletions().apply([RIGHT], [ADD]),
+                            ExecuteCompletions().apply([[RIGHT]], [ADD]))
+    assert isinstance(single, Executed) and single.result.passed
+    assert isinstance(listed, list) and listed[0].result.passed
+    assert ExecuteCompletions().apply([], []) == []
+
+
+def test_the_filter_refuses_without_the_opt_in(monkeypatch, sandbox_calls):
+    monkeypatch.delenv(ALLOW_ENV, raising=False)
+    with pytest.raises(DistillbenchError, match="allow_code_execution"):
+        ExecuteCompletions().apply([[RIGHT]], [ADD])
+    assert sandbox_calls == []
+
+
+def test_the_filter_runs_programs_in_parallel(allowed):
+    sleepy = {**ADD, "test": "import time\ndef check(candidate):\n    time.sleep(1.0)\n"}
+    bodies = [f"    return a + b + {i} * 0\n" for i in range(6)]  # six distinct programs
+    start = time.monotonic()
+    (group,) = ExecuteCompletions(workers=6).apply([bodies], [sleepy])
+    assert all(e.result.passed for e in group)
+    assert time.monotonic() - start < 4.5  # one after another would take over 6 s
+
+
+def test_results_meant_for_another_problem_are_refused(allowed):
+    (group,) = ExecuteCompletions().apply([[RIGHT]], [ADD])
+    with pytest.raises(DistillbenchError, match="another problem"):
+        process_results(MUL, [group])
+
+
+def test_an_executed_completion_survives_copy_and_pickle(allowed):
+    (executed,) = ExecuteCompletions().apply([RIGHT], [ADD])
+    for clone in (copy.deepcopy(executed), pickle.loads(pickle.dumps(executed))):
+        assert clone == RIGHT and clone.result == executed.result and clone.problem == executed.problem
+
+
+def test_the_filter_is_registered_with_lm_eval():
+    from lm_eval.api.registry import get_filter
+
+    assert get_filter(FILTER) is ExecuteCompletions
+
+
+def test_humaneval_canonical_solutions_all_pass_through_the_filter(humaneval, allowed):
+    filtered = ExecuteCompletions().apply([[doc["canonical_solution"]] for doc in humaneval], humaneval)
+    failed = [doc["task_id"] for doc, (e,) in zip(humaneval, filtered, strict=True) if not e.result.passed]
+    assert failed == []
+
+
+def test_lm_eval_with_the_execute_filter(canned_lm, task_manager, allowed, sandbox_calls):
+    executed = [{"name": "executed", "filter": [{"function": FILTER}]}]
+    results, sample = evaluate(canned_lm, task_manager, filter_list=executed)
+    assert sample["filtered_resps"] == [[trim_completion(c) for c in CANNED]]
+    assert results["pass@1,executed"] == pytest.approx(2 / 4)
+    assert len(sandbox_calls) == 4  # in the filter; process_results ran nothing
+
+
+def test_lm_eval_with_take_first_then_the_execute_filter(canned_lm, task_manager, allowed):
+    first = [{"name": "executed", "filter": [{"function": "take_first"}, {"function": FILTER}]}]
+    results, sample = evaluate(canned_lm, task_manager, filter_list=first)
+    assert sample["filtered_resps"] == [RIGHT]
+    assert results["pass@1,executed"] == 1.0

@@ -8,16 +8,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from pytest_distillbench import sandbox
 from pytest_distillbench.sandbox import SandboxResult, check_completion, run_python
 
 REPO = Path(__file__).resolve().parents[1]
@@ -414,3 +417,136 @@ def test_a_missing_entry_point_or_syntax_error_fails():
 def test_a_hanging_completion_times_out():
     result = check_completion(PROMPT, "    while True:\n        pass\n", TEST, "add", timeout_s=1.5)
     assert result.status == "timeout"
+
+
+# ---------------------------------------------------------------------------------------------
+# Programs are forked from a long-lived zygote: nothing may pass from one program to the next.
+
+
+def test_one_program_leaves_nothing_for_the_next():
+    shared = Path("/tmp") / f"distillbench-planted-{uuid.uuid4().hex}"
+    first = run(f"""
+    import builtins, colorsys, json, os, sys
+    builtins.planted = "by the first program"
+    json.planted = "by the first program"
+    os.environ["PLANTED"] = "by the first program"
+    sys.path.append("/planted")
+    sys.modules["planted"] = json
+    for path in (os.path.join(os.environ["TMPDIR"], "planted.txt"), {str(shared)!r}):
+        with open(path, "w") as fh:
+            fh.write("by the first program")
+    """)
+    try:
+        assert first.status == "passed", first.stderr
+        second = run(f"""
+        import builtins, json, os, sys
+        print(sorted(name for name in ("colorsys", "planted") if name in sys.modules))
+        print(hasattr(builtins, "planted"), hasattr(json, "planted"), "PLANTED" in os.environ,
+              "/planted" in sys.path)
+        print(os.listdir(os.environ["TMPDIR"]), os.path.exists({str(shared)!r}))
+        """)
+    finally:
+        shared.unlink(missing_ok=True)
+    assert second.status == "passed", second.stderr
+    assert second.stdout.splitlines()[:2] == ["[]", "False False False False"]
+    if IS_ROOT:  # without root, /tmp is the host's and shared by design
+        assert second.stdout.splitlines()[2] == "[] False"
+
+
+def test_only_the_standard_descriptors_reach_the_program():
+    result = run("import os\nprint(sorted(int(fd) for fd in os.listdir('/proc/self/fd')))\n")
+    assert result.status == "passed", result.stderr
+    assert eval(result.stdout)[:3] == [0, 1, 2] and len(eval(result.stdout)) == 4  # noqa: S307 - + listdir's own
+
+
+def test_program_exits_run_atexit_handlers_threads_and_finalisers_like_the_interpreter():
+    source = """
+    import atexit, threading, time
+    class Noisy:
+        def __del__(self):
+            print("finalised")
+    noisy = Noisy()
+    atexit.register(print, "atexit")
+    threading.Thread(target=lambda: (time.sleep(0.2), print("thread"))).start()
+    print("main", end="")
+    """
+    result = run(source)
+    assert result.status == "passed", result.stderr
+    assert result.stdout == "main" + "thread\n" + "atexit\n" + "finalised\n"
+    message = run("import sys\nsys.exit('went wrong')\n")
+    assert (message.status, message.returncode, message.stderr) == ("failed", 1, "went wrong\n")
+    assert run("import sys\nsys.exit(256)\n").returncode == 0  # the low 8 bits, as ever
+
+
+def test_programs_run_concurrently_keep_their_own_output():
+    sources = [f"import time\ntime.sleep(0.{i})\nprint({i} * 'x{i}')\n" for i in range(8)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(run, sources))
+    assert [r.stdout for r in results] == [i * f"x{i}" + "\n" for i in range(8)]
+    if IS_ROOT:
+        assert len({r.isolation.uid for r in results}) == 8
+
+
+def test_the_zygote_is_reused_and_restarted_when_killed():
+    run("pass\n")
+    zygote = sandbox._zygote_pid()
+    assert zygote is not None
+    run("pass\n")
+    assert sandbox._zygote_pid() == zygote  # no interpreter start per program
+    slow = ThreadPoolExecutor(max_workers=1).submit(run, "import time\ntime.sleep(1.5)\nprint('done')\n")
+    time.sleep(0.5)
+    os.kill(zygote, signal.SIGKILL)
+    assert slow.result().stdout == "done\n"  # a program already running is unaffected
+    assert run("print('again')\n").stdout == "again\n"
+    assert sandbox._zygote_pid() not in (None, zygote)
+
+
+DYING_EVALUATOR = """
+import sys, threading, time
+from pytest_distillbench import sandbox
+threading.Thread(target=sandbox.run_python, args=("import time\\ntime.sleep(120)\\n",),
+                 kwargs={"timeout_s": 120}, daemon=True).start()
+time.sleep(2)
+print(sandbox._zygote_pid(), flush=True)
+time.sleep(120)
+"""
+
+
+def descendants_of(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = dict(line.split(":", 1) for line in (entry / "status").read_text().splitlines())
+            except (OSError, ValueError):
+                continue
+            children.setdefault(int(fields["PPid"]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return not (Path(f"/proc/{pid}/status").read_text().split("State:")[1].strip().startswith("Z"))
+    except (OSError, IndexError):
+        return False
+
+
+def test_when_the_evaluator_dies_the_zygote_and_its_programs_go_too():
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    evaluator = subprocess.Popen([sys.executable, "-c", DYING_EVALUATOR], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        zygote = int(evaluator.stdout.readline())
+        tree = [zygote, *descendants_of(zygote)]
+        assert len(tree) >= 4  # zygote, supervisor, init, worker
+    finally:
+        evaluator.kill()
+        evaluator.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in tree) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in tree if alive(pid)] == []

@@ -4,8 +4,15 @@ Documents are ``{"task_id", "prompt", "canonical_solution", "test", "entry_point
 continues ``prompt`` (a signature and docstring) with a function body, and the body passes if
 ``check(entry_point)`` from ``test`` returns inside the sandbox.
 
+lm-eval calls ``process_results`` one document at a time, so a task's programs are run ahead
+of it, all at once, by the ``distillbench_execute`` filter (registered on import): every
+completion of the task goes through the sandbox on a bounded thread pool, identical programs
+(same problem, same trimmed body) only once, and each response comes back as an ``Executed``
+string, the trimmed body carrying its result, which ``process_results`` only reads. Plain
+strings (no filter) are still run by ``process_results`` itself.
+
 Running generated code is opt-in twice over: lm-eval refuses ``unsafe_code: true`` tasks unless
-``confirm_run_unsafe_code=True``, and ``process_results`` below refuses unless
+``confirm_run_unsafe_code=True``, and the filter and ``process_results`` refuse unless
 ``DISTILLBENCH_ALLOW_CODE_EXECUTION=1``, which the plugin sets only while evaluating a suite
 that declares ``allow_code_execution: true``.
 """
@@ -13,18 +20,65 @@ that declares ``allow_code_execution: true``.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
+from lm_eval.api.filter import Filter
+from lm_eval.api.registry import filter_registry, register_filter
+
 from ..errors import DistillbenchError
-from ..sandbox import check_completion
+from ..sandbox import SandboxResult, check_completion
 from ..stats import pass_at_k
 
 ALLOW_ENV = "DISTILLBENCH_ALLOW_CODE_EXECUTION"
+FILTER = "distillbench_execute"  # the lm-eval filter name to use in a task's filter_list
 TIMEOUT_S = 10.0  # per completion, wall clock
 REPORTED_K = (1, 10, 100)  # pass@k reported for every k not above the number of samples
 FIELDS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What a completion is checked against: the prompt it continues and the hidden test."""
+
+    prompt: str
+    test: str
+    entry_point: str
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> Problem:
+        return cls(_field(doc, "prompt"), _field(doc, "test"), _field(doc, "entry_point"))
+
+
+class Executed(str):
+    """A trimmed completion that has been run against its problem's test: the text is the
+    function body the sandbox ran, ``result`` what came of it.
+
+    A ``str`` because lm-eval logs filtered responses and the plugin records them as the
+    response text; the result rides along for ``process_results``.
+    """
+
+    _problem: Problem
+    _result: SandboxResult
+
+    def __new__(cls, body: str, problem: Problem, result: SandboxResult) -> Executed:
+        self = super().__new__(cls, body)
+        self._problem = problem
+        self._result = result
+        return self
+
+    @property
+    def problem(self) -> Problem:
+        return self._problem
+
+    @property
+    def result(self) -> SandboxResult:
+        return self._result
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copy and pickle keep the result
+        return (Executed, (str(self), self._problem, self._result))
 
 
 def trim_completion(completion: str) -> str:
@@ -78,24 +132,79 @@ def _field(doc: dict[str, Any], name: str) -> str:
     return value
 
 
-def process_results(doc: dict[str, Any], results: Any) -> dict[str, float]:
-    """Run each completion's body through the sandbox; return ``pass@1`` and, with n samples,
-    the unbiased ``pass@k`` for every k in ``REPORTED_K`` up to n."""
+def execute_all(pairs: Sequence[tuple[Problem, str]], *, workers: int | None = None,
+                timeout_s: float = TIMEOUT_S) -> list[Executed]:
+    """Run each (problem, completion)'s trimmed body in the sandbox, each distinct program
+    once, ``workers`` (default: one per CPU) at a time; results in the order given."""
     _require_opt_in()
-    prompt, test, entry_point = _field(doc, "prompt"), _field(doc, "test"), _field(doc, "entry_point")
+    programs = [(problem, trim_completion(completion)) for problem, completion in pairs]
+    unique = list(dict.fromkeys(programs))
+    if not unique:
+        return []
+
+    def run(program: tuple[Problem, str]) -> SandboxResult:
+        problem, body = program
+        return check_completion(problem.prompt, body, problem.test, problem.entry_point,
+                                timeout_s=timeout_s)
+
+    threads = max(1, min(workers or os.cpu_count() or 1, len(unique)))
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="distillbench-sandbox") as pool:
+        results = dict(zip(unique, pool.map(run, unique), strict=True))
+    return [Executed(body, problem, results[problem, body]) for problem, body in programs]
+
+
+class ExecuteCompletions(Filter):
+    """lm-eval filter: runs every response of a task through the sandbox in one batch and
+    returns each as an ``Executed`` string, keeping the shape it was given (per document a
+    list of the repeats' responses, or a single response after e.g. ``take_first``)."""
+
+    def __init__(self, workers: int | None = None, timeout_s: float = TIMEOUT_S, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.workers = workers
+        self.timeout_s = timeout_s
+
+    def apply(self, resps: Iterable[Any], docs: list[dict[str, Any]]) -> list[Any]:
+        _require_opt_in()
+        groups = list(resps)
+        if len(groups) != len(docs):
+            raise DistillbenchError(f"the {FILTER} filter got {len(groups)} responses for "
+                                    f"{len(docs)} documents", key="filter_list")
+        texts = [[group] if isinstance(group, str) else list(group) for group in groups]
+        for group in texts:
+            if not all(isinstance(text, str) for text in group):
+                raise DistillbenchError(f"the {FILTER} filter got {group!r:.80}, not generated text",
+                                        key="output_type", fix="code tasks need output_type: generate_until")
+        pairs = [(Problem.of(doc), text) for doc, group in zip(docs, texts, strict=True) for text in group]
+        executed = iter(execute_all(pairs, workers=self.workers, timeout_s=self.timeout_s))
+        return [next(executed) if isinstance(group, str) else [next(executed) for _ in listed]
+                for group, listed in zip(groups, texts, strict=True)]
+
+
+if FILTER not in filter_registry:  # a second import (e.g. a reload) keeps the first class
+    register_filter(FILTER)(ExecuteCompletions)
+
+
+def process_results(doc: dict[str, Any], results: Any) -> dict[str, float]:
+    """Score each completion, ``pass@1`` and, with n samples, the unbiased ``pass@k`` for
+    every k in ``REPORTED_K`` up to n. Completions the ``distillbench_execute`` filter ran
+    are only read; plain strings are run here."""
+    _require_opt_in()
+    problem = Problem.of(doc)
     completions = completions_of(results)
     if not completions:
         raise DistillbenchError(f"document {doc.get('task_id', '?')!r} has no generations",
                                 key="repeats", fix="use repeats >= 1")
-
-    def passes(completion: str) -> bool:
-        return check_completion(prompt, trim_completion(completion), test, entry_point,
-                                timeout_s=TIMEOUT_S).passed
-
-    workers = min(len(completions), os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        correct = sum(pool.map(passes, completions))
-    n = len(completions)
+    for completion in completions:
+        if isinstance(completion, Executed) and completion.problem != problem:
+            raise DistillbenchError(
+                f"document {doc.get('task_id', '?')!r} got a completion run against another "
+                "problem's test", key="filter_list",
+                fix=f"let the {FILTER} filter see the task's documents in order (put it last)")
+    plain = [c for c in completions if not isinstance(c, Executed)]
+    ran = iter(execute_all([(problem, c) for c in plain]))
+    executed = [c if isinstance(c, Executed) else next(ran) for c in completions]
+    correct = sum(e.result.passed for e in executed)
+    n = len(executed)
     return {f"pass@{k}": pass_at_k(n, correct, k) for k in REPORTED_K if k <= n}
 
 
