@@ -285,6 +285,10 @@ def test_api_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert api.api_key(named) == "k1"
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     assert api.api_key(spec) is None  # the default variable may be absent: local servers need no key
+    missing_tokenizer = ModelSpec(name="t", role="teacher", path="s", backend="api",
+                                  options=(("base_url", "http://h/v1"), ("tokenizer", str(tmp_path / "no-tok"))))
+    with pytest.raises(DistillbenchError, match="models.t.options.tokenizer: model 't': cannot set up"):
+        api.build(missing_tokenizer)
 
 
 def test_api_config_comes_from_local_files_only(tmp_path: Path, tiny_model: Path) -> None:

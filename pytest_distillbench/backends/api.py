@@ -156,13 +156,13 @@ def build(spec: ModelSpec, settings: Any = None) -> Any:
     from lm_eval.models.openai_completions import LocalCompletionsAPI
 
     root = getattr(settings, "rootdir", None)
-    args = model_args(spec, root)
+    args = {**model_args(spec, root), "seed": getattr(settings, "seed", 1234)}
     key = api_key(spec)
     # A header of our own, so the key never comes from lm-eval's fixed OPENAI_API_KEY lookup.
     header = {"Authorization": f"Bearer {key}"} if key else {"Content-Type": "application/json"}
     try:
         lm = LocalCompletionsAPI(header=header, **args)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ImportError) as exc:  # ImportError: tiktoken not installed
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DistillbenchError(
             f"model {spec.name!r}: cannot set up the api backend ({first})", key=_key(spec, "tokenizer"),
