@@ -67,6 +67,7 @@ import atexit
 import builtins
 import ctypes
 import fcntl
+import functools
 import gc
 import json
 import os
@@ -521,6 +522,7 @@ def _judge(timed_out: bool, returncode: int, facts: dict[str, Any] | None, later
 # Sandbox side: this file run as a script, the zygote, and the processes forked from it
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
@@ -573,13 +575,19 @@ def _blocked_ancestors(paths: set[str]) -> dict[str, set[str]]:
     return blocked
 
 
+@functools.cache
+def _interpreter_paths() -> frozenset[str]:
+    """Where the interpreter's own files are (fixed for the life of the process)."""
+    return frozenset(os.path.realpath(p) for p in (
+        sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix,
+        os.path.dirname(sys.executable), *sys.path) if p and os.path.exists(p))
+
+
 def _expose_interpreter() -> None:
     """Let the unprivileged uid reach Python's own files when they sit under a directory only
     root may enter (/root/.pyenv): replace that directory by a tmpfs holding bind mounts of
     just the needed children, which also hides everything else in it."""
-    needed = {os.path.realpath(p) for p in (sys.prefix, sys.exec_prefix, sys.base_prefix,
-                                              sys.base_exec_prefix, os.path.dirname(sys.executable),
-                                              *sys.path) if p and os.path.exists(p)}
+    needed = set(_interpreter_paths())
     for _ in range(8):  # one level of blocked directories per round
         blocked = _blocked_ancestors(needed)
         if not blocked:
@@ -930,6 +938,9 @@ def _zygote_loop(control_fd: int) -> None:
     _prctl(_PR_SET_DUMPABLE, 0)  # same-uid programs may not ptrace it or read its memory
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps finished supervisors
     control = socket.socket(fileno=control_fd)
+    _interpreter_paths()  # computed once here rather than in every init
+    for name in ("prctl", "mount", "unshare"):  # resolved once here rather than in every child
+        getattr(_libc(), name)
     gc.freeze()  # children's collections skip what exists now: fewer copy-on-write faults
     while True:
         try:
