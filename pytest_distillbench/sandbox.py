@@ -7,8 +7,8 @@ program costs a few forks rather than an interpreter start::
     evaluator ──Popen, once──► zygote (this file run as a script; never runs untrusted code)
         │ per program: pipes and a status socket, passed over a Unix socket (SCM_RIGHTS)
         ▼
-    zygote ──fork──► supervisor: reads the request from its stdin; reports the program's exit,
-                       │  kills init's process group on the evaluator's word, reaps init
+    zygote ──fork──► supervisor: reads the request from its stdin; once init exits (or on
+                       │  timeout) kills init's process group, reaps it, reports the status
                        │  unshare(pid, net, mount, ipc, uts namespaces) where permitted
                        └─fork─► init (pid 1 of the new pid namespace): own session
                                   │  private /proc, fresh tmpfs over /tmp and other
@@ -55,8 +55,9 @@ network, write where the user can, see and signal the user's other processes, an
 RLIMIT_NPROC is left alone (it would count all of the user's processes); only the rlimits,
 the wall-clock deadline, the process-group kill, the output cap and the environment scrub
 remain; such a program can also kill the zygote (the next program starts a new one; programs
-already running are unaffected). As root without CAP_SYS_ADMIN (no mount namespace), an interpreter installed under a
-directory only root may enter cannot load modules the supervisor had not already imported.
+already running are unaffected). As root without CAP_SYS_ADMIN (no mount namespace), an
+interpreter installed under a directory only root may enter cannot load modules the zygote
+had not already imported.
 All programs share the zygote's string-hash seed (the order of sets of str), as forked
 processes do. This module is not a defence against kernel exploits or side channels.
 """
@@ -481,14 +482,8 @@ def _execute(request: dict[str, Any], limits: _Limits, *, nonce: str | None) -> 
         isolation = Isolation(**{k: facts[k] for k in ("network", "pid_namespace",
                                                        "private_tmp", "uid") if k in facts}) \
             if facts and "error" not in facts else Isolation()
-        if wait_status is None:
-            status: Status = "error"
-            returncode = None
-            reason = (f"the sandbox could not be set up: {facts['error']}" if facts and "error" in facts
-                      else "the sandbox's supervisor ended without reporting the program's exit")
-        else:
-            returncode = os.waitstatus_to_exitcode(wait_status)
-            status, reason = _judge(timed_out, returncode, facts, later, nonce, limits)
+        returncode = None if wait_status is None else os.waitstatus_to_exitcode(wait_status)
+        status, reason = _judge(timed_out, returncode, facts, later, nonce, limits)
         return SandboxResult(
             status=status, returncode=returncode,
             stdout=out.data.decode("utf-8", "replace"), stderr=err.data.decode("utf-8", "replace"),
@@ -500,12 +495,14 @@ def _execute(request: dict[str, Any], limits: _Limits, *, nonce: str | None) -> 
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _judge(timed_out: bool, returncode: int, facts: dict[str, Any] | None, later: list[str],
+def _judge(timed_out: bool, returncode: int | None, facts: dict[str, Any] | None, later: list[str],
            nonce: str | None, limits: _Limits) -> tuple[Status, str]:
     if timed_out:
         return "timeout", f"still running after {limits.timeout_s:g} s of wall-clock time"
     if facts is not None and "error" in facts:
         return "error", f"the sandbox could not be set up: {facts['error']}"
+    if returncode is None:
+        return "error", "the sandbox's supervisor ended without reporting the program's exit"
     if facts is None:
         return "error", f"the sandbox exited (code {returncode}) before the program started"
     if returncode < 0:

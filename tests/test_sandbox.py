@@ -266,6 +266,25 @@ def test_the_evaluators_environment_is_invisible(monkeypatch):
                           "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}
 
 
+ENVIRONMENT_PROBE = """
+import json
+from pytest_distillbench.sandbox import run_python
+result = run_python("import os\\nprint(dict(os.environ))\\ntry:\\n    print(open('/proc/self/environ', 'rb').read())\\nexcept OSError as exc:\\n    print('refused', exc)\\n")
+print(json.dumps([result.status, result.stdout]))
+"""
+
+
+def test_a_secret_in_the_evaluators_environment_before_the_zygote_starts_stays_out():
+    secret = f"s3cret-{uuid.uuid4().hex}"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DISTILLBENCH_TEST_SECRET": secret}
+    proc = subprocess.run([sys.executable, "-c", ENVIRONMENT_PROBE], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    status, stdout = json.loads(proc.stdout)
+    assert status == "passed" and "PATH" in stdout
+    assert secret not in stdout and "DISTILLBENCH_TEST_SECRET" not in stdout
+
+
 @pytest.mark.skipif(not IS_ROOT, reason="an ordinary user's sandbox may signal that user's processes")
 def test_signalling_the_parent_or_everyone_does_not_reach_the_evaluator():
     source = f"""
