@@ -34,6 +34,7 @@ a CPU, the datasheet's dense figure on a GPU). Throughput uses each path's evalu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import logging
@@ -113,6 +114,8 @@ class Config:
     batch_size: int
     repeats: int = 1
     seed: int = SEED
+    clock: str = "wall"  # "process": CPU seconds of this process, steadier on a shared CPU
+    threads: int | None = None  # torch threads on a CPU (None: torch's default)
 
     @property
     def shape(self) -> Size:
@@ -292,12 +295,45 @@ class PathRun:
     detail: tuple[tuple[str, float], ...] = ()  # named sub-timings
 
 
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "process": time.process_time}
+
+
+@contextlib.contextmanager
+def timed_simple_evaluate(clock: Callable[[], float]) -> Iterator[list[float]]:
+    """Time every ``lm_eval.simple_evaluate`` call with ``clock``: the region the plugin times.
+
+    The plugin imports ``simple_evaluate`` from ``lm_eval`` when it runs a task, so replacing the
+    module attribute for the duration times exactly its call, with any clock.
+    """
+    import lm_eval
+
+    had = "simple_evaluate" in vars(lm_eval)
+    original = lm_eval.simple_evaluate
+    spent: list[float] = []
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = clock()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            spent.append(clock() - start)
+
+    lm_eval.simple_evaluate = timed
+    try:
+        yield spent
+    finally:
+        if had:
+            lm_eval.simple_evaluate = original
+        else:
+            del lm_eval.simple_evaluate  # back to lm-eval's lazy import
+
+
 def model_spec(checkpoint: Path, config: Config) -> ModelSpec:
     return ModelSpec(name="bench", role="teacher", path=str(checkpoint), dtype=config.dtype,
                      device=config.device, batch_size=config.batch_size)
 
 
-def run_plugin(spec: ModelSpec, task: Any, workdir: Path, seed: int) -> PathRun:
+def run_plugin(spec: ModelSpec, task: Any, workdir: Path, seed: int, clock: str = "wall") -> PathRun:
     from pytest_distillbench.evaluation import Evaluator, Unavailable
     from pytest_distillbench.settings import Settings
 
@@ -305,9 +341,11 @@ def run_plugin(spec: ModelSpec, task: Any, workdir: Path, seed: int) -> PathRun:
                         baselines_dir=workdir / "baselines", use_cache=False, seed=seed)
     evaluator = Evaluator(settings, {task.id: task}, progress=lambda line: None)
     evaluator.plan([(spec.name, task.id)])
-    start = time.perf_counter()
-    run = evaluator.result(spec.name, task.id)
-    total = time.perf_counter() - start
+    tick = CLOCKS[clock]
+    with timed_simple_evaluate(tick) as spent:
+        start = tick()
+        run = evaluator.result(spec.name, task.id)
+        total = tick() - start
     if isinstance(run, Unavailable):
         raise SystemExit(f"the plugin did not evaluate {task.id}: {run.reason}")
     outcomes = tuple(Outcome(r.doc_id, r.score, r.choice_logprobs, r.raw_response if r.choice_logprobs is None else None)
@@ -315,8 +353,11 @@ def run_plugin(spec: ModelSpec, task: Any, workdir: Path, seed: int) -> PathRun:
     del evaluator
     release_memory()
     cost = run.cost
-    return PathRun("plugin", task.name, run.wall_seconds, total, outcomes,
-                   None if cost is None else cost.flops, None if cost is None else cost.mfu)
+    # wall clock: the seconds the plugin itself records (Cost.seconds); else the same region
+    eval_seconds = run.wall_seconds if clock == "wall" else spent[0]
+    return PathRun("plugin", task.name, eval_seconds, total, outcomes,
+                   None if cost is None else cost.flops, None if cost is None else cost.mfu,
+                   (("recorded wall s", run.wall_seconds), ("timed s", spent[0])))
 
 
 def outcomes_from_samples(samples: list[dict[str, Any]], metric: str) -> tuple[Outcome, ...]:
@@ -330,26 +371,28 @@ def outcomes_from_samples(samples: list[dict[str, Any]], metric: str) -> tuple[O
     return tuple(out)
 
 
-def run_raw(spec: ModelSpec, task: Any, seed: int) -> PathRun:
+def run_raw(spec: ModelSpec, task: Any, seed: int, clock: str = "wall") -> PathRun:
     """lm-eval alone: ``HFLM`` with the arguments ``backends/hf.py`` passes, then ``simple_evaluate``."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    start = time.perf_counter()
+    tick = CLOCKS[clock]
+    start = tick()
     lm = HFLM(pretrained=spec.path, dtype=spec.dtype, device=spec.device, batch_size=spec.batch_size,
               logits_cache=False)
     manager = TaskManager(include_defaults=False)
     lm_task = next(iter(manager.load([task.lm_eval_config()])["tasks"].values()))
-    began = time.perf_counter()
+    began = tick()
     out = simple_evaluate(model=lm, tasks=[lm_task], log_samples=True, bootstrap_iters=0,
                           random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
                           fewshot_random_seed=seed, task_manager=manager)
-    eval_seconds = time.perf_counter() - began
+    eval_seconds = tick() - began
     outcomes = outcomes_from_samples(out["samples"][lm_task.task_name], task.metric)
+    total = tick() - start
     del lm, out
     release_memory()
-    return PathRun("raw", task.name, eval_seconds, time.perf_counter() - start, outcomes)
+    return PathRun("raw", task.name, eval_seconds, total, outcomes)
 
 
 def batches(order: list[int], size: int) -> Iterator[list[int]]:
@@ -431,25 +474,27 @@ def load_plain_model(checkpoint: Path, config: Config) -> Any:
 
 
 def run_plain(checkpoint: Path, work: Workload, task: str, config: Config) -> PathRun:
-    start = time.perf_counter()
+    tick = CLOCKS[config.clock]
+    start = tick()
     model = load_plain_model(checkpoint, config)
     with torch.inference_mode():
         synchronize(config.device)
-        began = time.perf_counter()
+        began = tick()
         if task == "prefill":
             lls = plain_prefill(model, work, config.batch_size, config.device)
             synchronize(config.device)
-            eval_seconds = time.perf_counter() - began
+            eval_seconds = tick() - began
             outcomes = tuple(Outcome(i, float(max(range(CHOICES), key=ll.__getitem__) == item.label), ll)
                              for i, (item, ll) in enumerate(zip(work.prefill, lls, strict=True)))
         else:
             texts = plain_decode(model, work, config.batch_size, config.device)
             synchronize(config.device)
-            eval_seconds = time.perf_counter() - began
+            eval_seconds = tick() - began
             outcomes = tuple(Outcome(i, None, text=text_of(t)) for i, t in enumerate(texts))
+    total = tick() - start
     del model
     release_memory()
-    return PathRun("plain", task, eval_seconds, time.perf_counter() - start, outcomes)
+    return PathRun("plain", task, eval_seconds, total, outcomes)
 
 
 def warm_up(checkpoint: Path, work: Workload, config: Config) -> None:
@@ -620,6 +665,10 @@ def run_benchmark(config: Config, workdir: Path, log: Callable[[str], None] = la
 
     for name in ("lm-eval", "lm_eval", "datasets", "transformers"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    if config.clock == "process" and not config.device == "cpu":
+        raise ValueError("the process clock counts CPU seconds: use it only with --device cpu")
+    if config.threads:
+        torch.set_num_threads(config.threads)  # before the peak, which is measured per thread count
     work = make_workload(config.shape.vocab, config.items, config.context, config.prompt,
                          config.gen_tokens, config.seed)
     tasks = {t.name: t for t in load_suite(write_suite(work, workdir)).tasks}
@@ -639,9 +688,9 @@ def run_benchmark(config: Config, workdir: Path, log: Callable[[str], None] = la
             for path in PATHS[repeat % 3:] + PATHS[:repeat % 3]:
                 log(f"repeat {repeat + 1}/{config.repeats}: {task} through {path}")
                 if path == "plugin":
-                    run = run_plugin(spec, tasks[task], workdir / f"plugin-{repeat}", config.seed)
+                    run = run_plugin(spec, tasks[task], workdir / f"plugin-{repeat}", config.seed, config.clock)
                 elif path == "raw":
-                    run = run_raw(spec, tasks[task], config.seed)
+                    run = run_raw(spec, tasks[task], config.seed, config.clock)
                 else:
                     run = run_plain(checkpoint, work, task, config)
                 best = runs.get((task, path))
@@ -869,7 +918,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return Config(size=args.size, device=device, dtype=args.dtype or size.dtype,
                   items=args.items or size.items, context=args.context or size.context,
                   prompt=args.prompt_tokens or size.prompt, gen_tokens=args.gen_tokens or size.gen_tokens,
-                  batch_size=args.batch_size or size.batch_size, repeats=args.repeats)
+                  batch_size=args.batch_size or size.batch_size, repeats=args.repeats,
+                  clock=args.clock, threads=args.threads)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -883,6 +933,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gen-tokens", type=int, default=None, help="tokens generated per item")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=1, help="best of N runs per path")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="wall",
+                        help="process: this process's CPU seconds (CPU runs on a shared machine)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads on a CPU")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--cross-device", action="store_true",
                         help="compare the zoo models' per-item outcomes on CPU and CUDA (fp32)")
@@ -894,6 +947,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cross_device:
         return cross_device(args)
     config = config_from_args(args)
+    if config.clock == "process" and config.device != "cpu":
+        parser.error("--clock process counts CPU seconds; use it only with --device cpu")
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--size {args.size} runs on CUDA, which is not available here; "
                      "use a CPU size (--size tiny or small) or pass --device cpu")
@@ -903,7 +958,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{config.dtype} on {config.device}; {config.items} items per task, batch {config.batch_size}; "
           f"prefill contexts <= {config.context} tokens x {CHOICES} choices of {CHOICE_TOKENS}; "
           f"decode prompts <= {config.prompt} tokens, {config.gen_tokens} generated; "
-          f"best of {config.repeats}")
+          f"best of {config.repeats}; {config.clock} clock"
+          + (f", {torch.get_num_threads()} torch threads" if config.device == "cpu" else ""))
     print(render(list(report.rows)))
     print("tokens/s: prefill = positions fed forward, decode = tokens generated. "
           "x raw / x plain: items/s relative to that path on the same task.")

@@ -82,6 +82,20 @@ def test_plugin_and_raw_lm_eval_score_every_item_identically(report):
     assert rep.agreements["decode"]["plugin vs raw"].same_text == CONFIG.items
 
 
+def test_plugin_seconds_are_its_simple_evaluate_call(report):
+    import lm_eval
+    import lm_eval.evaluator
+
+    rep, _ = report
+    for task in gpu.TASKS:
+        detail = dict(rep.runs[(task, "plugin")].detail)
+        # the wrapper around lm_eval.simple_evaluate times the region the plugin records (which
+        # also enters and leaves its logging and environment context managers)
+        assert detail["recorded wall s"] == pytest.approx(detail["timed s"], rel=0.05, abs=0.05)
+    assert vars(lm_eval).get("simple_evaluate", lm_eval.evaluator.simple_evaluate) is \
+        lm_eval.evaluator.simple_evaluate  # put back
+
+
 def test_plain_loop_does_the_same_forward_passes(report):
     rep, _ = report
     assert rep.agreements["prefill"]["plain vs raw"].max_logprob_gap < 1e-4
