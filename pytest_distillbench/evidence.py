@@ -16,22 +16,35 @@ Descriptive figures per task and (teacher, model) pair, on the items all compare
 * **probe** (models sharing the teacher's tokenizer): top-1 next-token agreement and mean
   KL(teacher || model) after the task's probe prompts (see ``probes.py``).
 
-The verdict (one per task and model) uses *answer consistency*, kappa with "both wrong" counted
-as agreement only when the wrong answers are the same: per item ``u = (agree - c_exp) / (1 -
-c_exp)`` with ``c_exp = p_t p_m + (1 - p_t)(1 - p_m)`` from the two accuracies, so its mean is
-the chance-corrected agreement. Correcting by the accuracies matters: an accurate model agrees
-with an accurate teacher simply by being right, and a weak one shares its errors by being
-wrong. On two-choice tasks it equals error consistency.
+The verdict (one per task and model) weighs two fingerprints of copying, item by item:
 
-* **References**: a student (or any non-control) is compared with every control; a control with
-  the other controls, or, when it is the only one, with the students of its teacher (then its
-  check can only catch a "control" that tracks the teacher more closely than the distilled
-  students do). With no reference the verdict is *undetermined*, never guessed.
-* **Test**: the per-item difference ``u_model - mean(u_references)`` goes into a one-sided paired
-  sign-flip test (exact up to 16 non-zero differences, Monte Carlo beyond), whose null hypothesis
-  is that the model and its references relate to the teacher in the same way, item by item.
-* **Power**: an item informs the test only when the model and its references differ in agreeing
-  with the teacher. With k such items no outcome gives p below 2**-k; a task where 2**-k >=
+* **shared right/wrong pattern**: error consistency split into per-item terms ``u = (same -
+  c_exp) / (1 - c_exp)``, with ``same`` = both right or both wrong and ``c_exp = p_t p_m + (1 -
+  p_t)(1 - p_m)`` from the two accuracies, so the mean of ``u`` is kappa. The chance correction
+  matters: an accurate model agrees with an accurate teacher simply by being right, and a weak
+  one shares its errors by being wrong; raw agreement (or a raw covariance) flags either.
+* **shared wrong answers**: on the items that the teacher, the model and every reference got
+  wrong, whether the model gave the teacher's wrong answer, beyond the matches its answer
+  frequencies give by chance (see :func:`wrong_answer_scores`: a model with one favourite
+  answer, or the teacher's wrong answers moved to other items, is not copying). Conditioning
+  on "all wrong" keeps accuracy out of it; it is what tells models apart near the floor, where
+  right/wrong carries no information, and it is empty on two-choice tasks (one wrong answer).
+
+The per-item differences from the references' mean, each part scaled to unit length (so
+neither dominates by its units), are added into one per-item score.
+
+* **References**: a student (or any non-control) is compared with every control, a control
+  with the other controls. With none the verdict is *undetermined*, never guessed. Students are
+  not used as references for a control: they are not independent of the teacher, and a control
+  would be "flagged" wherever a student happens to track the teacher less than it does (on an
+  under-trained zoo build that accused the control on one task at Holm p = 0.01).
+* **Test**: that score goes into a one-sided paired sign-flip test (exact up to 16 non-zero
+  scores, Monte Carlo beyond), whose null hypothesis is that the model and its references
+  relate to the teacher in the same way, item by item. Scaling by the lengths keeps it a valid
+  permutation test: a length does not change when signs flip.
+* **Power**: an item informs the test only when the model and its references differ in
+  agreeing with the teacher (right/wrong, or the wrong answer). With k such items no outcome
+  gives p below 2**-k; a task where 2**-k >=
   alpha can never be flagged. It is reported as *no power*, with the reason (e.g. both at
   ceiling), and, as in Tarone's procedure for discrete tests, left out of the multiple-testing
   family, so it costs the other tasks nothing.
@@ -47,6 +60,7 @@ There is no absolute cutoff on any statistic: "flagged" always means "beyond the
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -65,9 +79,9 @@ if TYPE_CHECKING:
     from .suites import TaskSpec
 
 FLAGGED, NOT_FLAGGED, NO_POWER, UNDETERMINED = "flagged", "not flagged", "no power", "undetermined"
-TEST_DESCRIPTION = ("answer consistency with the teacher (kappa counting only identical wrong "
-                    "answers as shared mistakes), one-sided paired sign-flip test over items "
-                    "against the references, Holm across each model's tasks")
+TEST_DESCRIPTION = ("shared right/wrong pattern (per-item kappa terms) and shared wrong answers "
+                    "(items all got wrong) against the references, one-sided paired sign-flip "
+                    "test over items, Holm across each model's tasks")
 # Accuracies further apart than this make kappa comparisons approximate; the reason says so.
 ACCURACY_GAP_NOTE = 0.10
 # A teacher right on all but this many items leaves too few mistakes to fingerprint.
@@ -90,7 +104,6 @@ class PairStatistics:
     kappa: float  # error consistency on right/wrong
     kappa_low: float
     kappa_high: float
-    answer_consistency: float  # the verdict's statistic: chance-corrected answer agreement
     jsd: float | None  # multiple choice: mean Jensen-Shannon divergence of choice distributions
     jsd_items: int
 
@@ -120,20 +133,20 @@ def agreement_vector(teacher: Sequence[ItemRecord], other: Sequence[ItemRecord])
     ], dtype=float)
 
 
-def consistency_scores(agree: np.ndarray, teacher_correct: np.ndarray,
-                       other_correct: np.ndarray) -> np.ndarray:
-    """Per-item chance-corrected agreement; its mean is the answer consistency.
+def consistency_scores(teacher_correct: np.ndarray, other_correct: np.ndarray) -> np.ndarray:
+    """Error consistency split into per-item terms: their mean is kappa (Geirhos et al. 2020).
 
     When both models are always right (or always wrong) nothing is left to chance (1 - c_exp
-    = 0) and the agreement itself is the score, as error consistency does in that case.
+    = 0) and the agreement itself is the term, as error consistency does in that case.
     """
-    p_t = float(np.mean(teacher_correct))
-    p_o = float(np.mean(other_correct))
+    t = np.asarray(teacher_correct, dtype=bool)
+    o = np.asarray(other_correct, dtype=bool)
+    p_t, p_o = float(t.mean()), float(o.mean())
     c_exp = p_t * p_o + (1.0 - p_t) * (1.0 - p_o)
-    agree = np.asarray(agree, dtype=float)
+    same = (t == o).astype(float)
     if 1.0 - c_exp <= 1e-12:
-        return agree
-    return (agree - c_exp) / (1.0 - c_exp)
+        return same
+    return (same - c_exp) / (1.0 - c_exp)
 
 
 def choice_distribution(record: ItemRecord) -> np.ndarray | None:
@@ -173,9 +186,7 @@ def pair_statistics(teacher: TaskRun, other: TaskRun, hashes: Sequence[str] | No
         model=other.model, n=len(hashes), accuracy=float(o_ok.mean()),
         teacher_accuracy=float(t_ok.mean()), agreement=float(agree.mean()),
         both_wrong=int(both_wrong.sum()), same_wrong=float(same.mean()) if same.size else None,
-        kappa=kappa, kappa_low=lo, kappa_high=hi,
-        answer_consistency=float(consistency_scores(agree, t_ok, o_ok).mean()),
-        jsd=jsd, jsd_items=jsd_items)
+        kappa=kappa, kappa_low=lo, kappa_high=hi, jsd=jsd, jsd_items=jsd_items)
 
 
 # -- the comparison with the references ------------------------------------------------------------
@@ -183,7 +194,11 @@ def pair_statistics(teacher: TaskRun, other: TaskRun, hashes: Sequence[str] | No
 @dataclass(frozen=True)
 class ReferenceTest:
     n: int
-    difference: float  # answer consistency of the model minus the references' mean
+    kappa_difference: float  # error consistency of the model minus the references' mean
+    all_wrong: int  # items the teacher, the model and every reference got wrong
+    same_answer: float | None  # on those: share where the model gave the teacher's wrong answer
+    reference_same_answer: float | None  # the same share, averaged over the references
+    score: float  # sum of the per-item scores the test is run on (> 0: closer than the references)
     p_value: float  # one-sided: the model is closer to the teacher than the references
     informative: int  # items where the model and the references differ in agreeing with the teacher
     teacher_errors: int
@@ -194,32 +209,84 @@ class ReferenceTest:
         return 2.0 ** -self.informative
 
 
+def _unit(values: np.ndarray) -> np.ndarray:
+    length = float(np.sqrt(np.sum(values**2)))
+    return values / length if length > 0 else values
+
+
+def chance_matches(teacher_answers: Sequence[str], other_answers: Sequence[str]) -> float:
+    """Expected number of items with the same answer if the other model's answers were
+    reassigned to items at random: sum over answers of n_teacher(a) * n_other(a) / n."""
+    if not teacher_answers:
+        return 0.0
+    t, o = Counter(teacher_answers), Counter(other_answers)
+    return sum(count * o[a] for a, count in t.items()) / len(teacher_answers)
+
+
+def wrong_answer_scores(teacher: Sequence[str], model: Sequence[str],
+                        references: Sequence[Sequence[str]]) -> np.ndarray:
+    """Per item (all wrong): the model's excess over the references in giving the teacher's answer.
+
+    Matches are counted beyond chance: a model that gives one favourite answer everywhere,
+    or the teacher's wrong answers moved to other items, matches the teacher often without
+    any item-level copying. The chance count (:func:`chance_matches`) is subtracted evenly
+    from the items where the model and the references differ; items where they do not differ
+    carry no evidence and score 0.
+    """
+    m_same = np.array([a == b for a, b in zip(model, teacher, strict=True)], dtype=float)
+    r_same = np.mean([[a == b for a, b in zip(r, teacher, strict=True)] for r in references], axis=0)
+    raw = m_same - r_same
+    differ = ~np.isclose(raw, 0.0)
+    if not differ.any():
+        return np.zeros(len(teacher))
+    chance = chance_matches(teacher, model) - float(np.mean([chance_matches(teacher, r) for r in references]))
+    return np.where(differ, raw - chance / differ.sum(), 0.0)
+
+
 def reference_test(teacher: TaskRun, model: TaskRun, references: Sequence[TaskRun],
                    hashes: Sequence[str] | None = None, *, seed: int = 0,
                    iters: int = 10000) -> ReferenceTest:
+    """Is ``model`` closer to ``teacher`` than ``references`` are? (see the module docstring)"""
     if not references:
         raise ValueError("a reference test needs at least one reference run")
     hashes = common_items([teacher, model, *references]) if hashes is None else list(hashes)
     if not hashes:
         raise ValueError(f"the runs share no items on {teacher.task}")
-    t = _records(teacher, hashes)
-    t_ok = np.array([r.correct for r in t])
 
-    def scores(run: TaskRun) -> tuple[np.ndarray, np.ndarray]:
+    def outcomes(run: TaskRun) -> tuple[np.ndarray, list[str]]:
         recs = _records(run, hashes)
-        agree = agreement_vector(t, recs)
-        return agree, consistency_scores(agree, t_ok, np.array([r.correct for r in recs]))
+        return np.array([r.correct for r in recs]), [normalise_answer(r.response) for r in recs]
 
-    model_agree, model_u = scores(model)
-    ref = [scores(r) for r in references]
-    ref_agree = np.mean([a for a, _ in ref], axis=0)
-    ref_u = np.mean([u for _, u in ref], axis=0)
-    differences = model_u - ref_u
+    t_ok, t_answers = outcomes(teacher)
+    m_ok, m_answers = outcomes(model)
+    refs = [outcomes(r) for r in references]
+    # right/wrong pattern: kappa terms on every item
+    pattern = consistency_scores(t_ok, m_ok) - np.mean([consistency_scores(t_ok, ok) for ok, _ in refs], axis=0)
+    # wrong answers: only where everyone is wrong, so accuracy does not enter
+    wrong = np.flatnonzero(~t_ok & ~m_ok & np.all([~ok for ok, _ in refs], axis=0))
+
+    def pick(answers: list[str]) -> list[str]:
+        return [answers[i] for i in wrong]
+
+    answers = np.zeros(len(hashes))
+    answers[wrong] = wrong_answer_scores(pick(t_answers), pick(m_answers), [pick(a) for _, a in refs])
+    scores = _unit(pattern) + _unit(answers)
+
+    ref_same_as_teacher = np.mean([(ok == t_ok) for ok, _ in refs], axis=0)
+    informative = ~np.isclose((m_ok == t_ok).astype(float), ref_same_as_teacher) | (answers != 0)
+
+    def share_same(answers_of: list[str]) -> float | None:
+        return float(np.mean([answers_of[i] == t_answers[i] for i in wrong])) if wrong.size else None
+
+    ref_shares = [x for _, a in refs if (x := share_same(a)) is not None]
+    kappas = [stats.error_consistency(t_ok, ok) for ok, _ in refs]
     return ReferenceTest(
-        n=len(hashes), difference=float(differences.mean()),
-        p_value=stats.sign_flip_test(differences, iters=iters, seed=seed, alternative="greater"),
-        informative=int(np.sum(~np.isclose(model_agree, ref_agree))),
-        teacher_errors=int((~t_ok).sum()))
+        n=len(hashes), kappa_difference=stats.error_consistency(t_ok, m_ok) - float(np.mean(kappas)),
+        all_wrong=int(wrong.size), same_answer=share_same(m_answers),
+        reference_same_answer=float(np.mean(ref_shares)) if ref_shares else None,
+        score=float(scores.sum()),
+        p_value=stats.sign_flip_test(scores, iters=iters, seed=seed, alternative="greater"),
+        informative=int(informative.sum()), teacher_errors=int((~t_ok).sum()))
 
 
 # -- verdicts ------------------------------------------------------------------------------------
@@ -269,17 +336,20 @@ class TaskEvidence:
             "teacher_accuracy": p.teacher_accuracy, "agreement": p.agreement,
             "both_wrong": p.both_wrong, "same_wrong": p.same_wrong, "kappa": p.kappa,
             "kappa_low": p.kappa_low, "kappa_high": p.kappa_high,
-            "answer_consistency": p.answer_consistency, "jsd": p.jsd,
+            "jsd": p.jsd,
             "reference_accuracy": self._reference_mean("accuracy"),
             "reference_agreement": self._reference_mean("agreement"),
             "reference_kappa": self._reference_mean("kappa"),
-            "reference_answer_consistency": self._reference_mean("answer_consistency"),
+            "reference_same_wrong": self._reference_mean("same_wrong"),
             "reference_jsd": self._reference_mean("jsd"),
             "status": self.status, "flagged": self.flagged, "reason": self.reason,
             "p_holm": self.p_holm, "family_size": self.family_size,
         }
         if self.test is not None:
-            out.update(difference=self.test.difference, p_value=self.test.p_value,
+            out.update(kappa_difference=self.test.kappa_difference, all_wrong=self.test.all_wrong,
+                       same_answer_all_wrong=self.test.same_answer,
+                       reference_same_answer_all_wrong=self.test.reference_same_answer,
+                       test_score=self.test.score, p_value=self.test.p_value,
                        informative_items=self.test.informative,
                        teacher_errors=self.test.teacher_errors)
         if self.probe is not None:
@@ -329,18 +399,27 @@ def _no_power_reason(ev: TaskEvidence, alpha: float) -> str:
     return where
 
 
+def _test_figures(ev: TaskEvidence) -> str:
+    test = ev.test
+    assert test is not None
+    theirs = ev._reference_mean("kappa")
+    text = (f"kappa {ev.pair.kappa:.3f} vs {_num(theirs, 3)} for the {ev.reference_kind} "
+            f"({', '.join(ev.references)})")
+    if test.same_answer is not None and test.reference_same_answer is not None:
+        text += (f"; on the {test.all_wrong} items all got wrong, the teacher's wrong answer "
+                 f"{test.same_answer:.2f} vs {test.reference_same_answer:.2f}")
+    return text
+
+
 def _verdict_reason(ev: TaskEvidence, alpha: float) -> tuple[str, str]:
     test = ev.test
     assert test is not None and ev.p_holm is not None
-    mine = ev.pair.answer_consistency
-    theirs = ev._reference_mean("answer_consistency")
     family = f"Holm over {ev.family_size} task{'s' if ev.family_size != 1 else ''}"
-    figures = (f"answer consistency {mine:.3f} vs {theirs:.3f} for the {ev.reference_kind} "
-               f"({', '.join(ev.references)})")
-    if ev.p_holm < alpha and test.difference > 0:
+    figures = _test_figures(ev)
+    if ev.p_holm < alpha and test.score > 0:
         return FLAGGED, (f"{ev.model} agrees with {ev.teacher} beyond what the {ev.reference_kind} "
                          f"explain (p = {fmt_p(test.p_value)}, {fmt_p(ev.p_holm)} after {family}): {figures}")
-    if test.difference <= 0:
+    if test.score <= 0:
         why = f"{ev.model} is no closer to {ev.teacher} than the {ev.reference_kind}"
     else:
         why = f"{ev.model} is closer to {ev.teacher} than the {ev.reference_kind}, but not beyond chance"
@@ -368,8 +447,9 @@ def decide(evidence: Sequence[TaskEvidence], alpha: float = 0.05) -> list[TaskEv
             ev = out[i]
             if ev.test is None:
                 out[i] = replace(ev, status=UNDETERMINED, reason=(
-                    f"no reference model: nothing tells how much any model of this kind agrees with "
-                    f"{ev.teacher}; declare a control (similar size, trained without the teacher)"))
+                    f"no reference model: nothing tells how much a model that never saw "
+                    f"{ev.teacher} agrees with it; declare a control (similar size and data, trained "
+                    "without the teacher), or a second one to check a control"))
             elif ev.test.min_p >= alpha:
                 out[i] = replace(ev, status=NO_POWER, reason=_no_power_reason(ev, alpha))
             else:
@@ -476,18 +556,12 @@ def _clean(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def references_for(settings: Any, model: str) -> tuple[list[str], str]:
-    """Reference models for ``model`` and how to name them (see the module docstring)."""
+    """The controls other than ``model`` and how to name them (see the module docstring)."""
     spec = settings.model(model)
     controls = [m.name for m in settings.models if m.role == "control" and m.name != model]
-    if controls:
-        return controls, "other controls" if spec.role == "control" else "controls"
-    if spec.role == "control":
-        teacher = settings.teacher_of(spec)
-        students = [m.name for m in settings.models
-                    if m.role == "student" and settings.teacher_of(m) == teacher]
-        if students:
-            return students, "students (no other control)"
-    return [], ""
+    if not controls:
+        return [], ""
+    return controls, "other controls" if spec.role == "control" else "controls"
 
 
 def _probe_results(session: DistillbenchSession) -> dict[str, ProbeResult]:
@@ -599,15 +673,14 @@ def check_evidence_item(session: DistillbenchSession, task: TaskSpec, model: str
 
 def describe(ev: TaskEvidence) -> str:
     """Multi-line account of one task's evidence, for failure messages."""
-    p = ev.pair
-    lines = [f"  {ev.model}: accuracy {p.accuracy:.3f} (teacher {p.teacher_accuracy:.3f}), agreement "
-             f"{p.agreement:.3f}, same wrong answer {_num(p.same_wrong)} of {p.both_wrong} shared "
-             f"mistakes, kappa {p.kappa:.3f} [{_num(p.kappa_low)}, {_num(p.kappa_high)}], answer "
-             f"consistency {p.answer_consistency:.3f}" + ("" if p.jsd is None else f", JSD {p.jsd:.4f}")]
-    for r in ev.reference_pairs:
-        lines.append(f"  {r.model} (reference): accuracy {r.accuracy:.3f}, agreement {r.agreement:.3f}, "
-                     f"kappa {r.kappa:.3f}, answer consistency {r.answer_consistency:.3f}"
-                     + ("" if r.jsd is None else f", JSD {r.jsd:.4f}"))
+    def pair_line(p: PairStatistics, label: str) -> str:
+        return (f"  {label}: accuracy {p.accuracy:.3f}, agreement {p.agreement:.3f}, kappa "
+                f"{p.kappa:.3f} [{_num(p.kappa_low, 3)}, {_num(p.kappa_high, 3)}], same wrong "
+                f"answer on {_num(p.same_wrong)} of {p.both_wrong} shared mistakes"
+                + ("" if p.jsd is None else f", JSD {p.jsd:.4f}"))
+
+    lines = [pair_line(ev.pair, f"{ev.model} (teacher accuracy {ev.pair.teacher_accuracy:.3f})")]
+    lines += [pair_line(r, f"{r.model} (reference)") for r in ev.reference_pairs]
     if ev.test is not None:
         lines.append(f"  test: {TEST_DESCRIPTION}; n={ev.test.n}, {ev.test.informative} informative "
                      f"items, teacher wrong on {ev.test.teacher_errors}")
@@ -631,12 +704,12 @@ def evidence_rows(result: SessionEvidence) -> list[list[str]]:
     rows = []
     for ev in result.tasks:
         p = ev.pair
-        ref = ev._reference_mean("answer_consistency")
         rows.append([
             ev.task, ev.model, ",".join(ev.references) or "-", str(p.n),
-            f"{p.accuracy:.2f}/{p.teacher_accuracy:.2f}", f"{p.agreement:.2f}", _num(p.same_wrong),
+            f"{p.accuracy:.2f}/{p.teacher_accuracy:.2f}", f"{p.agreement:.2f}",
+            f"{_num(p.same_wrong)} ({_num(ev._reference_mean('same_wrong'))})",
             f"{p.kappa:.2f} [{_num(p.kappa_low)},{_num(p.kappa_high)}]",
-            f"{p.answer_consistency:.2f} ({_num(ref)})", _num(p.jsd, 3), _probe_cell(ev.probe),
+            _num(ev._reference_mean("kappa")), _num(p.jsd, 3), _probe_cell(ev.probe),
             fmt_p(ev.p_holm), ev.status.upper() if ev.status == FLAGGED else ev.status,
         ])
     return rows
@@ -649,8 +722,8 @@ def evidence_section(session: DistillbenchSession) -> str:
     result = session.extra.get("evidence")
     if not isinstance(result, SessionEvidence) or not result.tasks:
         return ""
-    headers = ["task", "model", "vs", "n", "acc/teacher", "agree", "same wrong", "kappa [95% CI]",
-               "ans.cons (refs)", "JSD", "probe top1/KL", "p Holm", "verdict"]
+    headers = ["task", "model", "vs", "n", "acc/teacher", "agree", "same wrong (refs)",
+               "kappa [95% CI]", "kappa refs", "JSD", "probe top1/KL", "p Holm", "verdict"]
     lines = [f"distillation evidence (alpha {result.alpha:g}; {TEST_DESCRIPTION}):",
              tabulate(evidence_rows(result), headers=headers, tablefmt="simple", disable_numparse=True)]
     notes = [f"  {ev.task} [{ev.model}]: {ev.reason}" for ev in result.tasks if ev.status != FLAGGED]

@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import MC_ROWS, mc_task, needs_zoo, write_jsonl
 from pytest_distillbench import stats
 from pytest_distillbench.evidence import (
     FLAGGED,
@@ -21,6 +20,8 @@ from pytest_distillbench.evidence import (
     NOT_FLAGGED,
     UNDETERMINED,
     assess_task,
+    chance_matches,
+    consistency_scores,
     decide,
     mean_choice_jsd,
     model_verdict,
@@ -40,6 +41,8 @@ from pytest_distillbench.probes import (
 )
 from pytest_distillbench.records import ItemRecord, TaskRun
 from pytest_distillbench.settings import Settings
+
+from conftest import MC_ROWS, mc_task, needs_zoo, write_jsonl
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -123,7 +126,7 @@ def tables() -> dict[str, TaskRun]:
 def test_copy_of_teacher_is_flagged(tables: dict[str, TaskRun]) -> None:
     ev = verdict(tables["teacher"], tables["copy"], [tables["control"]])
     assert ev.status == FLAGGED and ev.flagged is True
-    assert ev.pair.agreement == 1.0 and ev.pair.kappa == 1.0 and ev.pair.answer_consistency == 1.0
+    assert ev.pair.agreement == 1.0 and ev.pair.kappa == 1.0 and ev.pair.same_wrong == 1.0
     assert ev.test is not None and ev.test.p_value < 1e-3
     assert "beyond what the controls explain" in ev.reason and "p = " in ev.reason
 
@@ -152,6 +155,61 @@ def test_partial_copy_is_flagged(tables: dict[str, TaskRun]) -> None:
     assert ev.pair.same_wrong is not None and ev.pair.same_wrong > ev.reference_pairs[0].same_wrong
 
 
+def test_near_the_floor_shared_wrong_answers_decide() -> None:
+    """All models almost always wrong, with many possible wrong answers: right/wrong says
+    nothing, so a model that gives the teacher's wrong answers is flagged through them, and a
+    control that is a little more accurate than the other reference is not."""
+    rng = np.random.default_rng(8)
+    many_wrong = [f"w{k}" for k in range(30)]
+
+    def at_floor(accuracy: float) -> tuple[np.ndarray, np.ndarray]:
+        ok = rng.random(N) < accuracy
+        return ok, np.where(ok, "gold", rng.choice(many_wrong, size=N)).astype(object)
+
+    t_ok, t_ans = at_floor(0.02)
+    teacher = make_run("teacher", t_ok, t_ans)
+    own_ok, own_ans = at_floor(0.01)
+    copying = rng.random(N) < 0.3
+    student = make_run("student", np.where(copying, t_ok, own_ok), np.where(copying, t_ans, own_ans))
+    control = make_run("control", *at_floor(0.0))
+    better_control = make_run("better", *at_floor(0.04))
+    flagged = verdict(teacher, student, [control])
+    assert flagged.status == FLAGGED
+    assert flagged.test is not None and flagged.test.same_answer > flagged.test.reference_same_answer
+    assert verdict(teacher, better_control, [control]).status == NOT_FLAGGED
+
+
+def test_favourite_wrong_answers_are_not_copying() -> None:
+    """The teacher gives one wrong answer most of the time. A copy of its outcomes moved to
+    other items matches it more often than a control does on the items all got wrong, yet it
+    copies nothing item by item; so does a model that always gives that favourite answer."""
+    rng = np.random.default_rng(21)
+    n = 400
+
+    def favouring(accuracy: float, favourite: float) -> tuple[np.ndarray, np.ndarray]:
+        ok = rng.random(n) < accuracy
+        wrong = np.where(rng.random(n) < favourite, "w0", rng.choice(WRONG[1:], size=n))
+        return ok, np.where(ok, "gold", wrong).astype(object)
+
+    t_ok, t_ans = favouring(0.3, 0.6)
+    teacher = make_run("teacher", t_ok, t_ans)
+    control = make_run("control", *favouring(0.3, 0.0))
+    shuffled = make_run("shuffled", *shuffled_copy(t_ok, t_ans, rng))
+    ev = verdict(teacher, shuffled, [control])
+    assert ev.test is not None and ev.test.all_wrong > 60
+    assert ev.test.same_answer > ev.test.reference_same_answer + 0.1  # raw shares favour it ...
+    assert ev.status == NOT_FLAGGED  # ... chance explains them
+    o_ok, _ = favouring(0.3, 0.0)
+    always = make_run("always", o_ok, np.where(o_ok, "gold", "w0"))
+    assert verdict(teacher, always, [control]).status != FLAGGED
+
+
+def test_chance_matches() -> None:
+    assert chance_matches(["a", "a", "b", "c"], ["a", "b", "b", "d"]) == pytest.approx((2 * 1 + 1 * 2) / 4)
+    assert chance_matches(["x"] * 5, ["x"] * 5) == 5.0
+    assert chance_matches([], []) == 0.0
+
+
 def test_multiple_choice_tables() -> None:
     rng = np.random.default_rng(11)
     gold = rng.integers(0, 4, size=N)
@@ -174,9 +232,10 @@ def test_multiple_choice_tables() -> None:
 
 def test_false_flag_rate_with_shared_difficulty_and_unequal_accuracy() -> None:
     """Independent models that share item difficulty (so their errors correlate) are flagged at
-    most about alpha of the time, even when the model is much more accurate than the control."""
+    most about alpha of the time, even when the model is much more (or less) accurate than the
+    control: raw agreement would flag the stronger one nearly always."""
     rng = np.random.default_rng(3)
-    reps, flags = 100, {"equal": 0, "stronger": 0}
+    reps, flags = 100, {"equal": 0, "stronger": 0, "weaker": 0}
     for rep in range(reps):
         difficulty = rng.normal(size=N)
         preferred = rng.dirichlet(np.full(len(WRONG), 0.5), size=N)
@@ -189,11 +248,11 @@ def test_false_flag_rate_with_shared_difficulty_and_unequal_accuracy() -> None:
 
         teacher = model(2.0)
         control = model(0.5)
-        for case, skill in (("equal", 0.5), ("stronger", 2.0)):
+        for case, skill in (("equal", 0.5), ("stronger", 2.5), ("weaker", -1.0)):
             test = reference_test(teacher, model(skill), [control], seed=rep, iters=2000)
             flags[case] += test.p_value < 0.05
     # 99th percentile of Binomial(100, 0.05) is 11
-    assert flags["equal"] <= 11 and flags["stronger"] <= 11, flags
+    assert max(flags.values()) <= 11, flags
 
 
 def test_no_reference_is_undetermined(tables: dict[str, TaskRun]) -> None:
@@ -259,8 +318,7 @@ def test_references_for() -> None:
     control = ModelSpec("control", "control", "c", expect_distilled=False)
     other = ModelSpec("other", "control", "o", expect_distilled=False)
     assert references_for(_settings(teacher, student, control), "student") == (["control"], "controls")
-    assert references_for(_settings(teacher, student, control), "control") == (
-        ["student"], "students (no other control)")
+    assert references_for(_settings(teacher, student, control), "control") == ([], "")
     assert references_for(_settings(teacher, student, control, other), "control") == (["other"], "other controls")
     assert references_for(_settings(teacher, student), "student") == ([], "")
 
@@ -275,7 +333,8 @@ def test_kappa_is_one_for_identical_outcomes(correct: list[bool]) -> None:
     assert stats.error_consistency(correct, correct) == 1.0
     answers = ["gold" if ok else f"w{i % 3}" for i, ok in enumerate(correct)]
     pair = pair_statistics(make_run("t", correct, answers), make_run("m", correct, answers), iters=50)
-    assert pair.kappa == 1.0 and pair.answer_consistency == pytest.approx(1.0) and pair.agreement == 1.0
+    assert pair.kappa == 1.0 and pair.agreement == 1.0
+    assert np.mean(consistency_scores(correct, correct)) == pytest.approx(1.0)
 
 
 @settings(max_examples=15, deadline=None)
@@ -300,19 +359,13 @@ def test_jensen_shannon_is_symmetric_and_bounded(pq: tuple[list[float], list[flo
     assert 0.0 <= forward <= math.log(2.0)
 
 
-@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 2)), min_size=1, max_size=40),
-       st.integers(2, 3))
-def test_answer_consistency_properties(rows: list[tuple[int, int, int]], choices: int) -> None:
-    """0 is the right answer, others are wrong answers. Answer consistency is symmetric, never
-    above error consistency, and equal to it when every item has one wrong answer only."""
-    gold_only = [tuple(min(v, choices - 1) for v in row) for row in rows]
-    t = make_run("t", [a == 0 for a, _, _ in gold_only], [a for a, _, _ in gold_only])
-    m = make_run("m", [b == 0 for _, b, _ in gold_only], [b for _, b, _ in gold_only])
-    forward, backward = pair_statistics(t, m, iters=20), pair_statistics(m, t, iters=20)
-    assert forward.answer_consistency == pytest.approx(backward.answer_consistency, abs=1e-12)
-    assert forward.answer_consistency <= forward.kappa + 1e-12
-    if choices == 2:
-        assert forward.answer_consistency == pytest.approx(forward.kappa, abs=1e-12)
+@given(outcomes, st.data())
+def test_per_item_terms_add_up_to_error_consistency(a: list[bool], data: st.DataObject) -> None:
+    b = data.draw(st.lists(st.booleans(), min_size=len(a), max_size=len(a)))
+    terms = consistency_scores(a, b)
+    assert terms.shape == (len(a),)
+    assert float(np.mean(terms)) == pytest.approx(stats.error_consistency(a, b), abs=1e-9)
+    assert np.allclose(terms, consistency_scores(b, a))
 
 
 @given(st.lists(st.tuples(st.booleans(), st.booleans(), st.integers(0, 2)), min_size=2, max_size=40))
@@ -321,9 +374,10 @@ def test_reference_test_properties(rows: list[tuple[bool, bool, int]]) -> None:
     m = make_run("m", [b for _, b, _ in rows], ["g" if b else f"w{c}" for _, b, c in rows])
     r = make_run("r", [not b for _, b, _ in rows], ["w" if b else "g" for _, b, _ in rows])
     same = reference_test(t, m, [m], iters=200)
-    assert same.p_value == 1.0 and same.informative == 0 and same.difference == pytest.approx(0.0, abs=1e-12)
+    assert same.p_value == 1.0 and same.informative == 0 and same.score == pytest.approx(0.0, abs=1e-12)
     forward, backward = reference_test(t, m, [r], iters=200), reference_test(t, r, [m], iters=200)
-    assert forward.difference == pytest.approx(-backward.difference, abs=1e-9)
+    assert forward.score == pytest.approx(-backward.score, abs=1e-9)
+    assert forward.kappa_difference == pytest.approx(-backward.kappa_difference, abs=1e-9)
     assert forward.informative == backward.informative
 
 
@@ -438,8 +492,9 @@ def test_probe_distributions_on_real_models(tiny_lms) -> None:
 
 
 def test_probe_prompts_are_the_tasks_test_contexts(tmp_path: Path) -> None:
-    from conftest import gen_task, write_project
     from pytest_distillbench.suites import load_suite
+
+    from conftest import gen_task, write_project
 
     suite = load_suite(write_project(tmp_path, {}, [mc_task(), gen_task()]))
     prompts = probe_prompts(suite.tasks, per_task=3)
@@ -471,46 +526,61 @@ def _project(root: Path, models: dict[str, tuple[str, Path, bool | None]]) -> No
     (root / "suites" / "demo.yaml").write_text("suite: demo\ntasks:\n" + mc_task(), encoding="utf-8")
 
 
-def test_plugin_flags_a_copy_and_not_an_independent_model(pytester: pytest.Pytester, tiny_model: Path,
-                                                           tiny_model_b: Path) -> None:
-    """A "student" that is the teacher's own checkpoint is flagged; a different model is not."""
+@pytest.fixture(scope="module")
+def tiny_model_c(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from conftest import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tinyc") / "model", seed=2)
+
+
+def test_plugin_flags_a_copy_and_not_independent_models(pytester: pytest.Pytester, tiny_model: Path,
+                                                        tiny_model_b: Path, tiny_model_c: Path) -> None:
+    """A "student" that is the teacher's own checkpoint is flagged; two other models are not."""
     _project(pytester.path, {"teacher": ("teacher", tiny_model, None),
                              "copy": ("student", tiny_model, True),
-                             "other": ("control", tiny_model_b, False)})
+                             "other": ("control", tiny_model_b, False),
+                             "third": ("control", tiny_model_c, False)})
     result = pytester.runpytest("-p", "no:cacheprovider", "--distillbench", "suites", "-k", "evidence",
                                 "--distillbench-json", "run.json", "-rs")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
     out = result.stdout.str()
     assert "distillation evidence" in out and "verdict per model:" in out
-    assert "copy: FLAGGED as distilled from teacher" in out
-    assert "other: not flagged" in out and "relative to the students (no other control)" in out
+    assert "copy: FLAGGED as distilled from teacher" in out and "relative to the controls" in out
+    assert "other: not flagged" in out and "relative to the other controls" in out
     section = json.loads((pytester.path / "run.json").read_text())["sections"]["evidence"]
-    assert section["models"]["copy"]["flagged"] is True and section["models"]["copy"]["as_expected"] is True
-    assert section["models"]["other"]["flagged"] is False
+    models = section["models"]
+    assert models["copy"]["flagged"] is True and models["copy"]["as_expected"] is True
+    assert models["other"]["flagged"] is False and models["third"]["flagged"] is False
     rows = {row["model"]: row for row in section["tasks"]}
     assert rows["copy"]["agreement"] == 1.0 and rows["copy"]["jsd"] == 0.0
-    assert rows["copy"]["p_holm"] < 0.05
+    assert rows["copy"]["references"] == "other, third" and rows["copy"]["p_holm"] < 0.05
+    assert rows["other"]["references"] == "third"
 
 
 def test_plugin_fails_a_wrong_expectation(pytester: pytest.Pytester, tiny_model: Path,
-                                          tiny_model_b: Path) -> None:
+                                          tiny_model_b: Path, tiny_model_c: Path) -> None:
     _project(pytester.path, {"teacher": ("teacher", tiny_model, None),
                              "copy": ("student", tiny_model, False),
-                             "other": ("control", tiny_model_b, True)})
+                             "other": ("control", tiny_model_b, True),
+                             "third": ("control", tiny_model_c, None)})
     result = pytester.runpytest("-p", "no:cacheprovider", "--distillbench", "suites", "-k", "evidence")
     result.assert_outcomes(failed=2)
     out = result.stdout.str()
     assert "copy was expected NOT to be distilled from teacher but is flagged" in out
     assert "other was expected to be distilled from teacher but is not flagged" in out
-    assert "answer consistency" in out and "Traceback" not in out
+    assert "kappa" in out and "(reference)" in out and "Traceback" not in out
 
 
-def test_plugin_without_a_reference_is_undetermined(pytester: pytest.Pytester, tiny_model: Path) -> None:
+def test_plugin_a_lone_control_is_undetermined(pytester: pytest.Pytester, tiny_model: Path,
+                                               tiny_model_b: Path) -> None:
     _project(pytester.path, {"teacher": ("teacher", tiny_model, None),
-                             "copy": ("student", tiny_model, True)})
+                             "copy": ("student", tiny_model, True),
+                             "other": ("control", tiny_model_b, False)})
     result = pytester.runpytest("-p", "no:cacheprovider", "--distillbench", "suites", "-k", "evidence", "-rs")
-    result.assert_outcomes(skipped=1)
-    assert "undetermined" in result.stdout.str() and "declare a control" in result.stdout.str()
+    result.assert_outcomes(passed=1, skipped=1)
+    out = result.stdout.str()
+    assert "other vs teacher: undetermined: no reference model" in out and "a second one" in out
+    assert "other: undetermined, no reference model" in out
 
 
 @needs_zoo
