@@ -638,26 +638,43 @@ def environment(device: str) -> dict[str, str]:
 
 def plugin_extras(checkpoint: Path, work: Workload, task: str, generations: Sequence[Outcome],
                   config: Config) -> dict[str, float]:
-    """Seconds of the plugin's own steps around lm-eval, timed one by one on the same data.
+    """Seconds of steps that cost the plugin or lm-eval time, each timed alone on the same data.
 
-    The fingerprint hashes every weight file; the records step tokenizes every request's text
-    again to count tokens for the FLOPs (lm-eval tokenized it already but keeps no counts).
+    fingerprint      the plugin hashes every weight file (once per model and session)
+    recount_tokens   the plugin tokenizes each request's text again after lm-eval, to count
+                     tokens for the FLOPs (lm-eval keeps no counts); outside the eval seconds
+    gc_collect       the full collection the plugin runs after each model (evaluation.py)
+    lm_eval_encodes  the one-at-a-time encodes lm-eval itself runs before any forward pass
+                     (context+continuation and context per request; each prompt twice for
+                     generation): inside the eval seconds of both lm-eval paths, not the loop's
     """
     from pytest_distillbench.evaluation import model_fingerprint
 
-    start = time.perf_counter()
+    tick = CLOCKS[config.clock]
+    start = tick()
     model_fingerprint(model_spec(checkpoint, config))
-    hashed = time.perf_counter() - start
+    hashed = tick() - start
     tokenizer = build_tokenizer(config.shape.vocab)
     if task == "prefill":
-        texts = [t for item in work.prefill for c in item.choices
-                 for t in (text_of(item.context), text_of(item.context) + " " + text_of(c))]
+        pairs = [(text_of(item.context), " " + text_of(c)) for item in work.prefill for c in item.choices]
+        recount = [t for ctx, cont in pairs for t in (ctx, ctx + cont)]
+        lm_eval_texts = recount
     else:
-        texts = [t for p, g in zip(work.decode, generations, strict=True) for t in (text_of(p), g.text or "")]
-    start = time.perf_counter()
-    for text in texts:
-        tokenizer.encode(text)
-    return {"fingerprint": hashed, "recount_tokens": time.perf_counter() - start}
+        prompts = [text_of(p) for p in work.decode]
+        recount = [t for p, g in zip(prompts, generations, strict=True) for t in (p, g.text or "")]
+        lm_eval_texts = prompts + prompts
+
+    def encode_all(texts: list[str]) -> float:
+        start = tick()
+        for text in texts:
+            tokenizer.encode(text)
+        return tick() - start
+
+    start = tick()
+    gc.collect()
+    collected = tick() - start
+    return {"fingerprint": hashed, "recount_tokens": encode_all(recount), "gc_collect": collected,
+            "lm_eval_encodes": encode_all(lm_eval_texts)}
 
 
 def run_benchmark(config: Config, workdir: Path, log: Callable[[str], None] = lambda s: None) -> Report:
@@ -745,10 +762,18 @@ def notes(report: Report) -> list[str]:
                 parts.append(f"{a.same_text}/{a.items} identical generations")
             lines.append(f"  {name}: " + ", ".join(p for p in parts if p))
         p, r = report.runs[(task, "plugin")], report.runs[(task, "raw")]
+        extra = {k.split(": ")[1]: v for k, v in report.plugin_extras.items() if k.startswith(task)}
         lines.append(f"  end-to-end minus eval: plugin {p.total_seconds - p.eval_seconds:.2f}s, "
-                     f"raw {r.total_seconds - r.eval_seconds:.2f}s; of the plugin's own steps: "
-                     + ", ".join(f"{k.split(': ')[1]} {v:.2f}s" for k, v in report.plugin_extras.items()
-                                 if k.startswith(task)))
+                     f"raw {r.total_seconds - r.eval_seconds:.2f}s; the plugin's own steps, timed "
+                     f"alone: fingerprint {extra['fingerprint']:.2f}s, recount tokens "
+                     f"{extra['recount_tokens']:.2f}s, gc.collect {extra['gc_collect']:.2f}s")
+        lines.append(f"  lm-eval's own serial encodes, timed alone: {extra['lm_eval_encodes']:.2f}s "
+                     f"= {100 * extra['lm_eval_encodes'] / r.eval_seconds:.0f}% of raw eval s "
+                     "(the plain loop starts from token ids)")
+    over = [f"{r.task}/{r.path}" for r in report.rows if r.mfu is not None and r.mfu > 1]
+    if over:
+        lines.append(f"MFU above 100% ({', '.join(over)}): the peak is too low; a CPU peak is "
+                     "measured once and cached, and a measurement taken on a busy machine stays")
     return lines
 
 

@@ -125,6 +125,10 @@ def test_flops_agree_and_figures_add_up(report):
     table = gpu.render(list(rep.rows))
     assert table.count("\n") == len(rep.rows) + 1 and "MFU %" in table
     json.dumps(rep.to_dict())  # the --json output is plain JSON
+    printed = "\n".join(gpu.notes(rep) + gpu.target_lines(rep))
+    assert printed.count("plugin's recorded FLOPs / workload = 1.000000") == 2
+    assert set(rep.plugin_extras) == {f"{t}: {k}" for t in gpu.TASKS for k in
+                                      ("fingerprint", "recount_tokens", "gc_collect", "lm_eval_encodes")}
 
 
 def _record(doc_id, score, response, raw="", logprobs=None):
