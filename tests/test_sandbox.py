@@ -521,8 +521,13 @@ def test_the_zygote_is_reused_and_restarted_when_killed():
 
 
 DYING_EVALUATOR = """
-import sys, threading, time
+import sys, tempfile, threading, time
 from pytest_distillbench import sandbox
+def mkdtemp(**kwargs):  # the work directory is the evaluator's to remove: tell the test
+    path = tempfile.mkdtemp(**kwargs)
+    print(path, flush=True)
+    return path
+sandbox.tempfile = type("Tempfile", (), {"mkdtemp": staticmethod(mkdtemp)})
 threading.Thread(target=sandbox.run_python, args=("import time\\ntime.sleep(120)\\n",),
                  kwargs={"timeout_s": 120}, daemon=True).start()
 time.sleep(2)
@@ -558,13 +563,17 @@ def alive(pid: int) -> bool:
 def test_when_the_evaluator_dies_the_zygote_and_its_programs_go_too():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     evaluator = subprocess.Popen([sys.executable, "-c", DYING_EVALUATOR], stdout=subprocess.PIPE, text=True, env=env)
+    workdir = None
     try:
+        workdir = evaluator.stdout.readline().strip()
         zygote = int(evaluator.stdout.readline())
         tree = [zygote, *descendants_of(zygote)]
         assert len(tree) >= 4  # zygote, supervisor, init, worker
     finally:
         evaluator.kill()
         evaluator.wait()
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)  # a killed evaluator cannot
     deadline = time.monotonic() + 10
     while any(alive(pid) for pid in tree) and time.monotonic() < deadline:
         time.sleep(0.1)
