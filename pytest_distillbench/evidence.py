@@ -196,8 +196,11 @@ class ReferenceTest:
     n: int
     kappa_difference: float  # error consistency of the model minus the references' mean
     all_wrong: int  # items the teacher, the model and every reference got wrong
+    answer_items: int  # of those, items where the model and the references differ in matching it
     same_answer: float | None  # on those: share where the model gave the teacher's wrong answer
     reference_same_answer: float | None  # the same share, averaged over the references
+    same_answer_chance: float | None  # the model's share expected from its answer frequencies
+    reference_same_answer_chance: float | None
     score: float  # sum of the per-item scores the test is run on (> 0: closer than the references)
     p_value: float  # one-sided: the model is closer to the teacher than the references
     informative: int  # items where the model and the references differ in agreeing with the teacher
@@ -279,11 +282,18 @@ def reference_test(teacher: TaskRun, model: TaskRun, references: Sequence[TaskRu
         return float(np.mean([answers_of[i] == t_answers[i] for i in wrong])) if wrong.size else None
 
     ref_shares = [x for _, a in refs if (x := share_same(a)) is not None]
+
+    def chance_share(answers_of: list[str]) -> float:
+        return chance_matches(pick(t_answers), pick(answers_of)) / wrong.size
+
     kappas = [stats.error_consistency(t_ok, ok) for ok, _ in refs]
     return ReferenceTest(
         n=len(hashes), kappa_difference=stats.error_consistency(t_ok, m_ok) - float(np.mean(kappas)),
-        all_wrong=int(wrong.size), same_answer=share_same(m_answers),
+        all_wrong=int(wrong.size), answer_items=int(np.count_nonzero(answers)),
+        same_answer=share_same(m_answers),
         reference_same_answer=float(np.mean(ref_shares)) if ref_shares else None,
+        same_answer_chance=chance_share(m_answers) if wrong.size else None,
+        reference_same_answer_chance=float(np.mean([chance_share(a) for _, a in refs])) if wrong.size else None,
         score=float(scores.sum()),
         p_value=stats.sign_flip_test(scores, iters=iters, seed=seed, alternative="greater"),
         informative=int(informative.sum()), teacher_errors=int((~t_ok).sum()))
@@ -349,6 +359,8 @@ class TaskEvidence:
             out.update(kappa_difference=self.test.kappa_difference, all_wrong=self.test.all_wrong,
                        same_answer_all_wrong=self.test.same_answer,
                        reference_same_answer_all_wrong=self.test.reference_same_answer,
+                       same_answer_chance=self.test.same_answer_chance,
+                       reference_same_answer_chance=self.test.reference_same_answer_chance,
                        test_score=self.test.score, p_value=self.test.p_value,
                        informative_items=self.test.informative,
                        teacher_errors=self.test.teacher_errors)
@@ -405,9 +417,11 @@ def _test_figures(ev: TaskEvidence) -> str:
     theirs = ev._reference_mean("kappa")
     text = (f"kappa {ev.pair.kappa:.3f} vs {_num(theirs, 3)} for the {ev.reference_kind} "
             f"({', '.join(ev.references)})")
-    if test.same_answer is not None and test.reference_same_answer is not None:
+    if test.answer_items and test.same_answer is not None and test.reference_same_answer is not None:
         text += (f"; on the {test.all_wrong} items all got wrong, the teacher's wrong answer "
-                 f"{test.same_answer:.2f} vs {test.reference_same_answer:.2f}")
+                 f"{test.same_answer:.2f} vs {test.reference_same_answer:.2f} (by chance, from how "
+                 f"often each gives each answer: {_num(test.same_answer_chance)} vs "
+                 f"{_num(test.reference_same_answer_chance)})")
     return text
 
 
@@ -694,6 +708,10 @@ def _num(x: float | None, digits: int = 2) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def _task_list(tasks: list[str]) -> str:
+    return ", ".join(tasks) if len(tasks) <= 3 else f"{len(tasks)} tasks ({tasks[0]}, ...)"
+
+
 def _probe_cell(probe: ProbeSummary | None) -> str:
     if probe is None or probe.top1 is None:
         return "n/a"
@@ -726,7 +744,11 @@ def evidence_section(session: DistillbenchSession) -> str:
                "kappa [95% CI]", "kappa refs", "JSD", "probe top1/KL", "p Holm", "verdict"]
     lines = [f"distillation evidence (alpha {result.alpha:g}; {TEST_DESCRIPTION}):",
              tabulate(evidence_rows(result), headers=headers, tablefmt="simple", disable_numparse=True)]
-    notes = [f"  {ev.task} [{ev.model}]: {ev.reason}" for ev in result.tasks if ev.status != FLAGGED]
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for ev in result.tasks:
+        if ev.status != FLAGGED:
+            grouped.setdefault((ev.model, ev.reason), []).append(ev.task)
+    notes = [f"  {_task_list(tasks)} [{model}]: {reason}" for (model, reason), tasks in grouped.items()]
     if notes:
         lines += ["why not flagged:", *notes]
     lines += ["verdict per model:", *(f"  {m.line()}" for m in result.models)]
