@@ -584,7 +584,10 @@ def test_plugin_a_lone_control_is_undetermined(pytester: pytest.Pytester, tiny_m
 
 
 @needs_zoo
+@pytest.mark.slow
 def test_embedded_models_student_flagged_control_not(pytester: pytest.Pytester) -> None:
+    """The zoo's student is flagged relative to its control; the lone control is never flagged
+    (nothing independent to compare it with); every task that does not separate says why."""
     suites = Path(__file__).resolve().parents[1] / "suites"
     (pytester.path / "suites").symlink_to(suites)
     result = pytester.runpytest("-p", "no:cacheprovider", "--distillbench", "suites/math.yaml",
@@ -593,16 +596,18 @@ def test_embedded_models_student_flagged_control_not(pytester: pytest.Pytester) 
     section = json.loads((pytester.path / "run.json").read_text())["sections"]["evidence"]
     models = section["models"]
     assert models["student"]["flagged"] is True, models["student"]["summary"]
-    assert models["control"]["flagged"] is not True, models["control"]["summary"]
-    outcomes = {(r.nodeid.split("[")[1].rstrip("]"), r.nodeid.split("::")[-1].split("[")[0]): r.outcome
-                for r in result.getreports("pytest_runtest_logreport") if r.when == "call" or r.skipped}
+    assert models["control"]["flagged"] is None, models["control"]["summary"]
+    reports = [r for r in result.getreports("pytest_runtest_logreport") if r.when == "call" or r.skipped]
+    outcomes = {(r.nodeid.split("::")[-1].split("[")[0], r.nodeid.split("[")[1].rstrip("]")): r.outcome
+                for r in reports}
     for row in section["tasks"]:
-        assert row["reason"], row  # every verdict says why
-        outcome = outcomes[(f"{row['model']}-evidence", row["task"].split("/")[1])]
-        expected_pass = row["flagged"] is (row["model"] == "student")
-        if row["status"] in ("no power", "undetermined"):
-            assert outcome == "skipped"
+        assert row["reason"], row
+        outcome = outcomes[(row["task"].split("/")[1], f"{row['model']}-evidence")]
+        if row["model"] == "control":
+            assert row["status"] == "undetermined" and outcome == "skipped", row
+        elif row["status"] == "no power":
+            assert outcome == "skipped", row
         else:
-            assert outcome == ("passed" if expected_pass else "failed"), row
+            assert outcome == ("passed" if row["flagged"] else "failed"), row
     out = result.stdout.str()
-    assert "student: FLAGGED as distilled from teacher" in out
+    assert "student: FLAGGED as distilled from teacher" in out and "why not flagged:" in out
