@@ -44,10 +44,14 @@ neither dominates by its units), are added into one per-item score.
   permutation test: a length does not change when signs flip.
 * **Power**: an item informs the test only when the model and its references differ in
   agreeing with the teacher (right/wrong, or the wrong answer). With k such items no outcome
-  gives p below 2**-k; a task where 2**-k >=
-  alpha can never be flagged. It is reported as *no power*, with the reason (e.g. both at
-  ceiling), and, as in Tarone's procedure for discrete tests, left out of the multiple-testing
-  family, so it costs the other tasks nothing.
+  gives p below 2**-k, so a task where 2**-k >= alpha can never be flagged. It is reported as
+  *no power*, with the reason (e.g. both at ceiling), and, in the spirit of Tarone's procedure
+  for discrete tests, left out of the multiple-testing family, so it costs the other tasks
+  nothing.
+* **Calibration**: with 200 items, independent models whose errors correlate through shared
+  item difficulty were flagged in 1-5% of simulated tables at alpha 0.05, also when the model
+  was far more (or less) accurate than the control; a model copying the teacher on 20% / 40%
+  of items was flagged in about 45% / 93% (``tests/test_evidence.py`` keeps a smaller check).
 * **Multiple tasks**: Holm across a model's tasks. A model is flagged overall when any task is
   flagged after Holm. That keeps the chance of wrongly flagging a model that never saw the
   teacher at or below alpha whatever the dependence between tasks, and it says *where* the
@@ -86,6 +90,8 @@ TEST_DESCRIPTION = ("shared right/wrong pattern (per-item kappa terms) and share
 ACCURACY_GAP_NOTE = 0.10
 # A teacher right on all but this many items leaves too few mistakes to fingerprint.
 CEILING_ERRORS = 2
+# Models that score at most this are "at the floor" in explanations.
+FLOOR_ACCURACY = 0.05
 
 
 # -- per-pair statistics -------------------------------------------------------------------------
@@ -318,7 +324,7 @@ class TaskEvidence:
     model: str
     teacher: str
     references: tuple[str, ...]
-    reference_kind: str  # "controls", "other controls", "students", or "" with no reference
+    reference_kind: str  # "controls", "other controls", or "" with no reference
     pair: PairStatistics
     reference_pairs: tuple[PairStatistics, ...]
     test: ReferenceTest | None
@@ -408,6 +414,11 @@ def _no_power_reason(ev: TaskEvidence, alpha: float) -> str:
     if test.teacher_errors <= CEILING_ERRORS:
         return (f"{ev.teacher} is almost never wrong ({test.teacher_errors} of {test.n} items): too "
                 f"few mistakes to fingerprint ({where})")
+    best = max([ev.pair.teacher_accuracy, *accuracies])
+    if best <= FLOOR_ACCURACY:
+        return (f"all at the floor: no model scores above {best:.2f}, so right/wrong carries no "
+                f"information, and the wrong answers shared with {ev.teacher} are as many as their "
+                f"answer frequencies give by chance ({where})")
     return where
 
 

@@ -274,6 +274,15 @@ def test_ceiling_has_no_power_and_says_why() -> None:
     assert "both at ceiling" in ev.reason and "1 of 200" in ev.reason
 
 
+def test_floor_has_no_power_and_says_why() -> None:
+    teacher = make_run("teacher", np.zeros(N, dtype=bool), np.full(N, "7"))
+    student = make_run("student", np.zeros(N, dtype=bool), np.full(N, "7"))
+    control = make_run("control", np.zeros(N, dtype=bool), np.full(N, "1"))
+    ev = verdict(teacher, student, [control])
+    assert ev.status == NO_POWER and "all at the floor" in ev.reason
+    assert ev.test is not None and ev.test.same_answer == 1.0 and ev.test.same_answer_chance == 1.0
+
+
 def test_holm_across_tasks_and_no_power_tasks_leave_the_family(tables: dict[str, TaskRun]) -> None:
     def on(task: str, name: str, model: str | None = None) -> TaskRun:
         return replace(tables[name], task=task, model=model or name)
