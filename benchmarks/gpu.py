@@ -28,7 +28,10 @@ FLOPs for every path come from ``pytest_distillbench.flops`` applied to the know
 so TFLOP/s and MFU compare like with like; MFU divides by ``hardware.device_peak`` (measured on
 a CPU, the datasheet's dense figure on a GPU). Throughput uses each path's evaluation seconds
 (model loading excluded: the plugin's ``Cost.seconds``, the ``simple_evaluate`` call, the loop);
-``end-to-end s`` adds loading and, for the plugin, its own work around lm-eval.
+``end-to-end s`` adds loading and, for the plugin, its own work around lm-eval. On a shared CPU,
+``--threads 1 --clock process`` counts this process's CPU seconds instead of wall seconds, which
+other people's jobs disturb far less. The plugin's steps outside lm-eval (fingerprint, token
+recount, garbage collection) and lm-eval's own tokenization are also timed alone and listed.
 """
 
 from __future__ import annotations
