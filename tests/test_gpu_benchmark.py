@@ -182,14 +182,22 @@ def test_compare_devices_finds_no_difference_between_identical_runs(report):
     assert (compared, diffs, skipped) == (3 * len(tasks), [], [])
 
 
+def _offline(monkeypatch):
+    """main() sets the offline variables as the plugin does; monkeypatch restores them after."""
+    for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.setenv(key, "1")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without CUDA")
-def test_cross_device_without_cuda_says_so_and_exits_zero(capsys):
+def test_cross_device_without_cuda_says_so_and_exits_zero(capsys, monkeypatch):
+    _offline(monkeypatch)
     assert gpu.main(["--cross-device"]) == 0
     assert "CUDA is not available" in capsys.readouterr().out
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the usage error shown without CUDA")
-def test_gpu_size_without_cuda_is_a_usage_error(capsys):
+def test_gpu_size_without_cuda_is_a_usage_error(capsys, monkeypatch):
+    _offline(monkeypatch)
     with pytest.raises(SystemExit) as exc:
         gpu.main(["--size", "1b"])
     assert exc.value.code == 2
