@@ -16,7 +16,7 @@ Descriptive figures per task and (teacher, model) pair, on the items all compare
 * **probe** (models sharing the teacher's tokenizer): top-1 next-token agreement and mean
   KL(teacher || model) after the task's probe prompts (see ``probes.py``).
 
-The verdict (one per task and model) weighs two fingerprints of copying, item by item:
+The verdict (one per task and model) weighs three fingerprints of copying, item by item:
 
 * **shared right/wrong pattern**: error consistency split into per-item terms ``u = (same -
   c_exp) / (1 - c_exp)``, with ``same`` = both right or both wrong and ``c_exp = p_t p_m + (1 -
@@ -29,9 +29,18 @@ The verdict (one per task and model) weighs two fingerprints of copying, item by
   answer, or the teacher's wrong answers moved to other items, is not copying). Conditioning
   on "all wrong" keeps accuracy out of it; it is what tells models apart near the floor, where
   right/wrong carries no information, and it is empty on two-choice tasks (one wrong answer).
+* **order of the wrong choices** (multiple choice with three or more choices): Kendall tau
+  between the teacher's and the model's ranking of the wrong choices, the "dark knowledge"
+  that distillation hands on. Ranks do not move with a model's temperature or with how much
+  it favours the right answer.
 
-The per-item differences from the references' mean, each part scaled to unit length (so
-neither dominates by its units), are added into one per-item score.
+The per-item differences from the references' mean, each part scaled to unit length (so none
+dominates by its units), are added into one per-item score. The divergences (JSD, probe KL)
+stay descriptive: closeness of probabilities grows with accuracy and with calibration, so
+they would accuse honest models. In simulated 4-choice tables (200 items, alpha 0.05), a
+paired JSD test flagged an independent model 4 points more accurate than the control in 17%
+of tables and an equally accurate but less confident one in 39%; the wrong-choice order
+flagged either in 1%, and a model whose logits mix in 20% of the teacher's in 73%.
 
 * **References**: a student (or any non-control) is compared with every control, a control
   with the other controls. With none the verdict is *undetermined*, never guessed. Students are
@@ -43,7 +52,7 @@ neither dominates by its units), are added into one per-item score.
   relate to the teacher in the same way, item by item. Scaling by the lengths keeps it a valid
   permutation test: a length does not change when signs flip.
 * **Power**: an item informs the test only when the model and its references differ in
-  agreeing with the teacher (right/wrong, or the wrong answer). With k such items no outcome
+  agreeing with the teacher (right/wrong, the wrong answer, or the wrong choices' order). With k such items no outcome
   gives p below 2**-k, so a task where 2**-k >= alpha can never be flagged. It is reported as
   *no power*, with the reason (e.g. both at ceiling), and, in the spirit of Tarone's procedure
   for discrete tests, left out of the multiple-testing family, so it costs the other tasks
@@ -71,6 +80,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.special import softmax
+from scipy.stats import kendalltau
 
 from . import stats
 from .checks import CheckResult
@@ -83,9 +93,9 @@ if TYPE_CHECKING:
     from .suites import TaskSpec
 
 FLAGGED, NOT_FLAGGED, NO_POWER, UNDETERMINED = "flagged", "not flagged", "no power", "undetermined"
-TEST_DESCRIPTION = ("shared right/wrong pattern (per-item kappa terms) and shared wrong answers "
-                    "(items all got wrong) against the references, one-sided paired sign-flip "
-                    "test over items, Holm across each model's tasks")
+TEST_DESCRIPTION = ("shared right/wrong pattern (per-item kappa terms), shared wrong answers "
+                    "(items all got wrong) and order of the wrong choices, against the references; "
+                    "one-sided paired sign-flip test over items, Holm across each model's tasks")
 # Accuracies further apart than this make kappa comparisons approximate; the reason says so.
 ACCURACY_GAP_NOTE = 0.10
 # A teacher right on all but this many items leaves too few mistakes to fingerprint.
@@ -112,6 +122,8 @@ class PairStatistics:
     kappa_high: float
     jsd: float | None  # multiple choice: mean Jensen-Shannon divergence of choice distributions
     jsd_items: int
+    wrong_order: float | None  # multiple choice, 3+ choices: mean Kendall tau of the wrong choices' order
+    wrong_order_items: int
 
 
 def normalise_answer(text: str) -> str:
@@ -175,6 +187,28 @@ def mean_choice_jsd(teacher: Sequence[ItemRecord], other: Sequence[ItemRecord]) 
     return (float(np.mean(values)), len(values)) if values else (None, 0)
 
 
+def wrong_choice_order(teacher: ItemRecord, other: ItemRecord) -> float | None:
+    """Kendall tau between the two models' orders of the *wrong* choices of one item.
+
+    Which wrong answer a model finds second best is what distillation hands on (the teacher's
+    "dark knowledge"), and the order does not change with the model's temperature or with
+    how much it favours the right answer. None without three or more scored choices.
+    """
+    t, o = teacher.choice_logprobs, other.choice_logprobs
+    gold = teacher.gold
+    if t is None or o is None or gold is None or len(t) != len(o) or len(t) < 3 or not 0 <= gold < len(t):
+        return None
+    keep = [i for i in range(len(t)) if i != gold]
+    tau = kendalltau([t[i] for i in keep], [o[i] for i in keep]).statistic
+    return 0.0 if math.isnan(tau) else float(tau)  # nan: one model ties all wrong choices
+
+
+def wrong_order_vector(teacher: Sequence[ItemRecord], other: Sequence[ItemRecord]) -> np.ndarray:
+    """Per item: :func:`wrong_choice_order`, nan where it is not defined."""
+    values = [wrong_choice_order(t, o) for t, o in zip(teacher, other, strict=True)]
+    return np.array([math.nan if v is None else v for v in values], dtype=float)
+
+
 def pair_statistics(teacher: TaskRun, other: TaskRun, hashes: Sequence[str] | None = None, *,
                     seed: int = 0, iters: int = 2000) -> PairStatistics:
     hashes = common_items([teacher, other]) if hashes is None else list(hashes)
@@ -188,11 +222,15 @@ def pair_statistics(teacher: TaskRun, other: TaskRun, hashes: Sequence[str] | No
     same = agree[both_wrong]
     kappa, lo, hi = stats.error_consistency_interval(t_ok, o_ok, iters=iters, seed=seed)
     jsd, jsd_items = mean_choice_jsd(t, o)
+    order = wrong_order_vector(t, o)
+    defined = ~np.isnan(order)
     return PairStatistics(
         model=other.model, n=len(hashes), accuracy=float(o_ok.mean()),
         teacher_accuracy=float(t_ok.mean()), agreement=float(agree.mean()),
         both_wrong=int(both_wrong.sum()), same_wrong=float(same.mean()) if same.size else None,
-        kappa=kappa, kappa_low=lo, kappa_high=hi, jsd=jsd, jsd_items=jsd_items)
+        kappa=kappa, kappa_low=lo, kappa_high=hi, jsd=jsd, jsd_items=jsd_items,
+        wrong_order=float(order[defined].mean()) if defined.any() else None,
+        wrong_order_items=int(defined.sum()))
 
 
 # -- the comparison with the references ------------------------------------------------------------
@@ -207,6 +245,9 @@ class ReferenceTest:
     reference_same_answer: float | None  # the same share, averaged over the references
     same_answer_chance: float | None  # the model's share expected from its answer frequencies
     reference_same_answer_chance: float | None
+    order_items: int  # items with an order of wrong choices for every model
+    wrong_order: float | None  # the model's mean Kendall tau with the teacher on those
+    reference_wrong_order: float | None
     score: float  # sum of the per-item scores the test is run on (> 0: closer than the references)
     p_value: float  # one-sided: the model is closer to the teacher than the references
     informative: int  # items where the model and the references differ in agreeing with the teacher
@@ -262,6 +303,8 @@ def reference_test(teacher: TaskRun, model: TaskRun, references: Sequence[TaskRu
     if not hashes:
         raise ValueError(f"the runs share no items on {teacher.task}")
 
+    teacher_records = _records(teacher, hashes)
+
     def outcomes(run: TaskRun) -> tuple[np.ndarray, list[str]]:
         recs = _records(run, hashes)
         return np.array([r.correct for r in recs]), [normalise_answer(r.response) for r in recs]
@@ -279,10 +322,16 @@ def reference_test(teacher: TaskRun, model: TaskRun, references: Sequence[TaskRu
 
     answers = np.zeros(len(hashes))
     answers[wrong] = wrong_answer_scores(pick(t_answers), pick(m_answers), [pick(a) for _, a in refs])
-    scores = _unit(pattern) + _unit(answers)
+    # order of the wrong choices (multiple choice with 3+ choices), where every model has one
+    m_order = wrong_order_vector(teacher_records, _records(model, hashes))
+    r_orders = np.array([wrong_order_vector(teacher_records, _records(r, hashes)) for r in references])
+    ordered = ~np.isnan(m_order) & ~np.isnan(r_orders).any(axis=0)
+    order = np.where(ordered, np.nan_to_num(m_order) - np.nan_to_num(r_orders).mean(axis=0), 0.0)
+    scores = _unit(pattern) + _unit(answers) + _unit(order)
 
     ref_same_as_teacher = np.mean([(ok == t_ok) for ok, _ in refs], axis=0)
-    informative = ~np.isclose((m_ok == t_ok).astype(float), ref_same_as_teacher) | (answers != 0)
+    informative = (~np.isclose((m_ok == t_ok).astype(float), ref_same_as_teacher) | (answers != 0)
+                   | ~np.isclose(order, 0.0))
 
     def share_same(answers_of: list[str]) -> float | None:
         return float(np.mean([answers_of[i] == t_answers[i] for i in wrong])) if wrong.size else None
@@ -300,6 +349,9 @@ def reference_test(teacher: TaskRun, model: TaskRun, references: Sequence[TaskRu
         reference_same_answer=float(np.mean(ref_shares)) if ref_shares else None,
         same_answer_chance=chance_share(m_answers) if wrong.size else None,
         reference_same_answer_chance=float(np.mean([chance_share(a) for _, a in refs])) if wrong.size else None,
+        order_items=int(ordered.sum()),
+        wrong_order=float(m_order[ordered].mean()) if ordered.any() else None,
+        reference_wrong_order=float(r_orders[:, ordered].mean()) if ordered.any() else None,
         score=float(scores.sum()),
         p_value=stats.sign_flip_test(scores, iters=iters, seed=seed, alternative="greater"),
         informative=int(informative.sum()), teacher_errors=int((~t_ok).sum()))
@@ -352,12 +404,13 @@ class TaskEvidence:
             "teacher_accuracy": p.teacher_accuracy, "agreement": p.agreement,
             "both_wrong": p.both_wrong, "same_wrong": p.same_wrong, "kappa": p.kappa,
             "kappa_low": p.kappa_low, "kappa_high": p.kappa_high,
-            "jsd": p.jsd,
+            "jsd": p.jsd, "wrong_order": p.wrong_order,
             "reference_accuracy": self._reference_mean("accuracy"),
             "reference_agreement": self._reference_mean("agreement"),
             "reference_kappa": self._reference_mean("kappa"),
             "reference_same_wrong": self._reference_mean("same_wrong"),
             "reference_jsd": self._reference_mean("jsd"),
+            "reference_wrong_order": self._reference_mean("wrong_order"),
             "status": self.status, "flagged": self.flagged, "reason": self.reason,
             "p_holm": self.p_holm, "family_size": self.family_size,
         }
@@ -433,6 +486,9 @@ def _test_figures(ev: TaskEvidence) -> str:
                  f"{test.same_answer:.2f} vs {test.reference_same_answer:.2f} (by chance, from how "
                  f"often each gives each answer: {_num(test.same_answer_chance)} vs "
                  f"{_num(test.reference_same_answer_chance)})")
+    if test.order_items and test.wrong_order is not None and test.reference_wrong_order is not None:
+        text += (f"; order of the wrong choices on {test.order_items} items: Kendall tau "
+                 f"{test.wrong_order:.2f} vs {test.reference_wrong_order:.2f}")
     return text
 
 
@@ -702,7 +758,8 @@ def describe(ev: TaskEvidence) -> str:
         return (f"  {label}: accuracy {p.accuracy:.3f}, agreement {p.agreement:.3f}, kappa "
                 f"{p.kappa:.3f} [{_num(p.kappa_low, 3)}, {_num(p.kappa_high, 3)}], same wrong "
                 f"answer on {_num(p.same_wrong)} of {p.both_wrong} shared mistakes"
-                + ("" if p.jsd is None else f", JSD {p.jsd:.4f}"))
+                + ("" if p.jsd is None else f", JSD {p.jsd:.4f}")
+                + ("" if p.wrong_order is None else f", wrong-choice order tau {p.wrong_order:.3f}"))
 
     lines = [pair_line(ev.pair, f"{ev.model} (teacher accuracy {ev.pair.teacher_accuracy:.3f})")]
     lines += [pair_line(r, f"{r.model} (reference)") for r in ev.reference_pairs]
@@ -738,7 +795,9 @@ def evidence_rows(result: SessionEvidence) -> list[list[str]]:
             f"{p.accuracy:.2f}/{p.teacher_accuracy:.2f}", f"{p.agreement:.2f}",
             f"{_num(p.same_wrong)} ({_num(ev._reference_mean('same_wrong'))})",
             f"{p.kappa:.2f} [{_num(p.kappa_low)},{_num(p.kappa_high)}]",
-            _num(ev._reference_mean("kappa")), _num(p.jsd, 3), _probe_cell(ev.probe),
+            _num(ev._reference_mean("kappa")),
+            f"{_num(p.wrong_order)} ({_num(ev._reference_mean('wrong_order'))})",
+            _num(p.jsd, 3), _probe_cell(ev.probe),
             fmt_p(ev.p_holm), ev.status.upper() if ev.status == FLAGGED else ev.status,
         ])
     return rows
@@ -752,7 +811,8 @@ def evidence_section(session: DistillbenchSession) -> str:
     if not isinstance(result, SessionEvidence) or not result.tasks:
         return ""
     headers = ["task", "model", "vs", "n", "acc/teacher", "agree", "same wrong (refs)",
-               "kappa [95% CI]", "kappa refs", "JSD", "probe top1/KL", "p Holm", "verdict"]
+               "kappa [95% CI]", "kappa refs", "wrong order (refs)", "JSD", "probe top1/KL",
+               "p Holm", "verdict"]
     lines = [f"distillation evidence (alpha {result.alpha:g}; {TEST_DESCRIPTION}):",
              tabulate(evidence_rows(result), headers=headers, tablefmt="simple", disable_numparse=True)]
     grouped: dict[tuple[str, str], list[str]] = {}

@@ -28,6 +28,7 @@ from pytest_distillbench.evidence import (
     pair_statistics,
     reference_test,
     references_for,
+    wrong_choice_order,
 )
 from pytest_distillbench.models import ModelSpec
 from pytest_distillbench.probes import (
@@ -228,6 +229,76 @@ def test_multiple_choice_tables() -> None:
     assert not_flagged.status == NOT_FLAGGED
     assert not_flagged.pair.jsd is not None and not_flagged.pair.jsd > 0.05
     assert not_flagged.pair.jsd_items == N
+
+
+def _mc_logits(rng: np.random.Generator, attraction: np.ndarray, gold: np.ndarray, skill: float,
+               temperature: float = 1.0, teacher: np.ndarray | None = None, share: float = 0.0):
+    """Choice logits: the item's shared attraction of each choice, own noise, a pull towards the
+    gold choice; a distilled model mixes in ``share`` of the teacher's logits."""
+    logits = attraction + rng.normal(size=attraction.shape)
+    logits[np.arange(gold.size), gold] += skill
+    if teacher is not None:
+        logits = (1.0 - share) * logits + share * teacher
+    return logits / temperature
+
+
+def _mc_run(name: str, logits: np.ndarray, gold: np.ndarray) -> TaskRun:
+    ok, answers, logprobs = mc_run_parts(logits, gold)
+    return make_run(name, ok, answers, logprobs=logprobs, gold=gold)
+
+
+def test_wrong_choice_order_flags_distillation_not_competence_or_temperature() -> None:
+    rng = np.random.default_rng(17)
+    reps, n = 40, 150
+    flags = {"more accurate": 0, "less confident": 0, "distilled": 0}
+    for rep in range(reps):
+        gold = rng.integers(0, 4, size=n)
+        attraction = rng.normal(size=(n, 4))
+        t_logits = _mc_logits(rng, attraction, gold, 2.0)
+        teacher = _mc_run("teacher", t_logits, gold)
+        control = _mc_run("control", _mc_logits(rng, attraction, gold, 1.0), gold)
+        models = {
+            "more accurate": _mc_logits(rng, attraction, gold, 2.0),
+            "less confident": _mc_logits(rng, attraction, gold, 1.0, temperature=2.0),
+            "distilled": _mc_logits(rng, attraction, gold, 1.0, teacher=t_logits, share=0.3),
+        }
+        for case, logits in models.items():
+            test = reference_test(teacher, _mc_run(case, logits, gold), [control], seed=rep, iters=1000)
+            flags[case] += test.p_value < 0.05
+    # 99th percentile of Binomial(40, 0.05) is 6
+    assert flags["more accurate"] <= 6 and flags["less confident"] <= 6, flags
+    assert flags["distilled"] >= 30, flags
+
+
+@given(st.lists(st.floats(-30, 0), min_size=3, max_size=6), st.floats(0.1, 10), st.data())
+def test_wrong_choice_order_ignores_gold_and_temperature(logprobs: list[float], scale: float,
+                                                         data: st.DataObject) -> None:
+    gold = data.draw(st.integers(0, len(logprobs) - 1))
+
+    def record(values) -> ItemRecord:
+        return make_run("x", [True], ["a"], logprobs=[values], gold=[gold]).records[0]
+
+    base = record(logprobs)
+    itself = wrong_choice_order(base, base)
+    wrong = [i for i in range(len(logprobs)) if i != gold]
+    ties = len({logprobs[i] for i in wrong}) == 1
+    assert itself == pytest.approx(0.0 if ties else 1.0)  # 0.0 only when all wrong choices tie
+    scaled = [v * scale for v in logprobs]
+    scaled[gold] = 5.0
+    assert wrong_choice_order(base, record(scaled)) == pytest.approx(itself)
+    if len({logprobs[i] for i in wrong}) == len(wrong):
+        by_value = sorted(wrong, key=lambda i: logprobs[i])
+        reversed_ = list(logprobs)
+        for low, high in zip(by_value, reversed(by_value), strict=True):
+            reversed_[high] = logprobs[low]
+        assert wrong_choice_order(base, record(reversed_)) == pytest.approx(-1.0)
+
+
+def test_wrong_choice_order_needs_three_choices() -> None:
+    two = make_run("x", [True], ["a"], logprobs=[[-1.0, -2.0]], gold=[0]).records[0]
+    assert wrong_choice_order(two, two) is None
+    no_logprobs = make_run("x", [True], ["a"]).records[0]
+    assert wrong_choice_order(no_logprobs, no_logprobs) is None
 
 
 def test_false_flag_rate_with_shared_difficulty_and_unequal_accuracy() -> None:
