@@ -94,7 +94,8 @@ def baseline_document(run: TaskRun, task: TaskSpec, session: DistillbenchSession
         "metric": task.metric_key, "n": run.n, "score": run.score, "ci95": [lo, hi],
         "cost": {
             "flops_per_item": None if cost is None or cost.flops is None else cost.flops / run.n,
-            "tokens_per_item": None if cost is None else (cost.prompt_tokens + cost.output_tokens) / run.n,
+            "tokens_per_item": None if cost is None or cost.prompt_tokens is None
+            else (cost.prompt_tokens + (cost.output_tokens or 0)) / run.n,
             "flops_source": None if cost is None else cost.flops_source,
         },
         "fingerprint": fingerprint_of(run, task, session),

@@ -54,9 +54,10 @@ def attach_cost(run: TaskRun, lm: Any, backend: Any, spec: ModelSpec, settings: 
     source = "unknown" if total is None else ("declared" if spec.params is not None else "analytic")
     if measured_flops is not None:
         total, source = measured_flops, "measured"
-    prompt_tokens = sum(r.context_tokens for rec in records for r in rec.requests)
-    output_tokens = sum(r.output_tokens for rec in records for r in rec.requests)
-    peak = device_peak(device, spec.dtype) if spec.backend == "hf" else None
+    counted = bool(records) and all(rec.requests for rec in records)  # else: no tokenizer, unknown
+    prompt_tokens = sum(r.context_tokens for rec in records for r in rec.requests) if counted else None
+    output_tokens = sum(r.output_tokens for rec in records for r in rec.requests) if counted else None
+    peak = device_peak(device, spec.dtype) if spec.backend in ("hf", "vllm") else None
     peak_flops = getattr(peak, "flops_per_s", None)
     cost = Cost(
         requests=sum(len(r.requests) for r in records),
@@ -68,7 +69,8 @@ def attach_cost(run: TaskRun, lm: Any, backend: Any, spec: ModelSpec, settings: 
         decode_flops=decode,
         flops_per_second=None if total is None or run.wall_seconds <= 0 else total / run.wall_seconds,
         mfu=mfu(total, run.wall_seconds, peak_flops),
-        dollars=dollar_cost(prompt_tokens, output_tokens, spec.price_in_per_1k, spec.price_out_per_1k),
+        dollars=None if not counted else dollar_cost(prompt_tokens, output_tokens, spec.price_in_per_1k,
+                                                     spec.price_out_per_1k),
         flops_source=source,
     )
     meta = dict(run.meta)

@@ -89,6 +89,7 @@ def _cache_key(model_fp: str, spec: ModelSpec, task: TaskSpec, settings: Setting
         "batch_size": spec.batch_size,
         "device": device.split(":")[0],
         "think": spec.think_delimiter,
+        "options": [list(o) for o in spec.options],  # backend tuning (max_length, ...) changes results
         "limit": task.limit if settings.limit is None else settings.limit,
         "seed": settings.seed,
         # read from package metadata: a warm run from the cache should not import the stack
@@ -98,10 +99,12 @@ def _cache_key(model_fp: str, spec: ModelSpec, task: TaskSpec, settings: Setting
 
 
 def model_fingerprint(spec: ModelSpec) -> str:
-    """Local checkpoints are hashed; remote models are known only by backend and name."""
-    if spec.backend == "hf" and Path(spec.path).is_dir():
+    """Local checkpoints are hashed (any backend); a served model is known by where it is served
+    and its name, since its weights cannot be read."""
+    if Path(spec.path).is_dir():
         return fingerprint(spec.path)
-    return "name:" + hashlib.sha256(f"{spec.backend}:{spec.path}".encode()).hexdigest()
+    where = spec.option("base_url", "") if spec.backend == "api" else ""
+    return "name:" + hashlib.sha256(f"{spec.backend}:{where}:{spec.path}".encode()).hexdigest()
 
 
 class Evaluator:
@@ -410,8 +413,10 @@ def records_from_samples(samples: list[dict[str, Any]], task: TaskSpec,
         if args and len(args[0]) >= 2 and isinstance(args[0][1], str):  # log-likelihood requests
             kind = "multiple_choice" if len(args) > 1 else "loglikelihood"
             for context, continuation, *_ in args:
+                if count is None:
+                    break  # token counts unknown (no tokenizer): no requests recorded, cost unknown
                 ctx = tokens(context)
-                requests.append(Request(kind, ctx, max(tokens(context + continuation) - ctx, 1 if count else 0)))
+                requests.append(Request(kind, ctx, max(tokens(context + continuation) - ctx, 1)))
             lls = [float(r[0]) if isinstance(r, (list, tuple)) else float(r) for r in s["filtered_resps"]]
             choice_logprobs = tuple(lls)
             if len(args) > 1:
@@ -426,9 +431,9 @@ def records_from_samples(samples: list[dict[str, Any]], task: TaskSpec,
             filtered = s["filtered_resps"][0] if s.get("filtered_resps") else ""
             response = filtered if isinstance(filtered, str) else str(filtered[0] if filtered else "")
             ctx = tokens(context)
-            for g in gens:
+            for g in gens if count is not None else ():
                 # tokens the item needed: the answer plus the stop sequence, up to the generation cap
-                requests.append(Request("generate_until", ctx, min(gen_limit, tokens(g) + 1) if count else 0))
+                requests.append(Request("generate_until", ctx, min(gen_limit, tokens(g) + 1)))
         out.append(ItemRecord(
             doc_id=int(s["doc_id"]), doc_hash=str(s["doc_hash"]), prompt=args[0][0] if args else "",
             target=str(s.get("target")), response=response, raw_response=raw, score=float(value),

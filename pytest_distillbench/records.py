@@ -64,8 +64,8 @@ class Cost:
     """What a (model, task) evaluation cost. ``None`` means unknown, never a guess."""
 
     requests: int
-    prompt_tokens: int
-    output_tokens: int
+    prompt_tokens: int | None  # None: the backend had no tokenizer to count with
+    output_tokens: int | None
     seconds: float
     flops: float | None = None
     prefill_flops: float | None = None

@@ -64,7 +64,7 @@ def summary_frame(state: DistillbenchSession) -> pd.DataFrame:
             if run.cost is not None:
                 c = run.cost
                 row.update(flops=c.flops, flops_per_item=None if c.flops is None else c.flops / run.n,
-                           tokens=c.prompt_tokens + c.output_tokens, mfu=c.mfu, dollars=c.dollars,
+                           tokens=None if c.prompt_tokens is None else c.prompt_tokens + (c.output_tokens or 0), mfu=c.mfu, dollars=c.dollars,
                            quality_per_flop=None if not c.flops else run.score / (c.flops / run.n))
             teacher = settings.teacher_of(model)
             trun = runs.get((teacher.name, task_id)) if teacher else None

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import stats as sps
-from scipy.spatial.distance import jensenshannon as _js_distance
+from scipy.special import rel_entr
 
 _ALTERNATIVES = ("greater", "less", "two-sided")
 
@@ -243,8 +243,11 @@ def jensen_shannon(p: Sequence[float], q: Sequence[float]) -> float:
         raise ValueError("distributions must be one-dimensional, non-empty and of equal length")
     if np.any(pa < 0) or np.any(qa < 0) or pa.sum() <= 0 or qa.sum() <= 0:
         raise ValueError("distributions must be non-negative with a positive total")
-    # scipy returns the distance, the square root of the divergence.
-    divergence = float(_js_distance(pa, qa)) ** 2
+    # Computed from relative entropies: scipy's distance takes a square root of a rounding
+    # result that can be slightly negative for equal inputs, giving nan.
+    pa, qa = pa / pa.sum(), qa / qa.sum()
+    m = 0.5 * (pa + qa)
+    divergence = 0.5 * float(rel_entr(pa, m).sum()) + 0.5 * float(rel_entr(qa, m).sum())
     return min(max(divergence, 0.0), math.log(2.0))
 
 

@@ -6,13 +6,12 @@ import json
 import textwrap
 from pathlib import Path
 
-import pytest
-
 # pytester's in-process runs drop modules first imported inside them; pyarrow refuses to see
 # `datasets` registered twice, so the heavy stack is imported once for the whole test session.
 import datasets  # noqa: F401,E402
 import lm_eval.evaluator  # noqa: F401,E402
 import lm_eval.models.huggingface  # noqa: F401,E402
+import pytest
 
 ZOO = Path(__file__).resolve().parents[1] / "pytest_distillbench" / "zoo"
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import mc_task, needs_zoo, write_jsonl, write_project
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

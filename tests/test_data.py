@@ -411,9 +411,11 @@ GOLD_AND_WRONG = {
 
 
 @pytest.mark.parametrize("suite", ["math", "reasoning", "code"])
-def test_suite_yaml_builds_lm_eval_tasks_that_score_gold_right_and_wrong_wrong(suite, task_manager, tmp_path):
+def test_suite_yaml_builds_lm_eval_tasks_that_score_gold_right_and_wrong_wrong(suite, task_manager, tmp_path,
+                                                                             monkeypatch):
     if suite == "code":
         code_module_or_skip()
+        monkeypatch.setenv("DISTILLBENCH_ALLOW_CODE_EXECUTION", "1")  # what the plugin sets when opted in
     raw = load_suite_yaml(suite)
     for entry in raw["tasks"]:
         if entry["name"] == "humaneval":

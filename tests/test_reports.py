@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import mc_task, write_project
 from pytest_distillbench import stats
 from pytest_distillbench.cli import main as cli_main
 from pytest_distillbench.html import (
@@ -31,6 +30,8 @@ from pytest_distillbench.report import TABLE_WIDTH, short, short_names, terminal
 from pytest_distillbench.runfiles import RUN_SCHEMA, load_run
 from pytest_distillbench.session import DistillbenchSession, ItemFigures
 from pytest_distillbench.settings import Settings
+
+from conftest import mc_task, write_project
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

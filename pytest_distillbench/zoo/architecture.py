@@ -8,7 +8,7 @@ import torch
 
 from .tokenizer import build_tokenizer
 
-N_POSITIONS = 512  # code prompts with their solutions run to a few hundred characters
+N_POSITIONS = 256  # the longest training example (a code prompt with its body) is under 200 characters
 
 
 @dataclass(frozen=True)
@@ -19,8 +19,8 @@ class ModelShape:
     n_positions: int = N_POSITIONS
 
 
-TEACHER_SHAPE = ModelShape(n_layer=4, n_embd=192, n_head=6)
-STUDENT_SHAPE = ModelShape(n_layer=3, n_embd=96, n_head=4)
+TEACHER_SHAPE = ModelShape(n_layer=4, n_embd=128, n_head=4)
+STUDENT_SHAPE = ModelShape(n_layer=3, n_embd=64, n_head=4)
 
 
 def gpt2_config(shape: ModelShape):

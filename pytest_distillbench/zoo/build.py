@@ -8,6 +8,7 @@ drawn from a seeded generator that the student and the control share.
 from __future__ import annotations
 
 import argparse
+import pickle
 import platform
 import time
 from collections.abc import Callable
@@ -34,12 +35,15 @@ THREADS = 2
 class ZooPlan:
     teacher_shape: ModelShape = TEACHER_SHAPE
     student_shape: ModelShape = STUDENT_SHAPE
-    teacher: TrainConfig = TrainConfig(steps=2400, batch_size=32, lr=3e-3, warmup=100, log_every=50)
-    student: TrainConfig = TrainConfig(steps=2400, batch_size=32, lr=4e-3, warmup=100, log_every=50,
-                                       alpha=0.7, temperature=2.0)
+    teacher: TrainConfig = TrainConfig(steps=1200, batch_size=32, lr=3e-3, warmup=100, log_every=50)
+    student: TrainConfig = TrainConfig(steps=1200, batch_size=32, lr=4e-3, warmup=100, log_every=50,
+                                       alpha=0.9, temperature=2.0)
     validation_limit: int = 200
     code_validation_limit: int = 40
     threads: int = THREADS
+    # The control needs nothing from the teacher, so it trains beside it in a second process, one
+    # thread each (the two cores are used either way); the student then trains on both threads.
+    parallel_control: bool = True
     tasks: tuple[str, ...] | None = field(default=None)  # None: every task under the data root
 
     def scaled(self, scale: float) -> ZooPlan:
@@ -85,12 +89,13 @@ def save_checkpoint(model, directory: Path) -> None:
 
 def build_zoo(out_dir: Path, *, scale: float = 1.0, seed: int = 0,
               progress: Callable[[str], None] = print, data_root: Path | None = None,
-              plan: ZooPlan | None = None) -> dict[str, Any]:
+              plan: ZooPlan | None = None, only_control: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train and save ``teacher/``, ``student/`` and ``control/`` under ``out_dir`` with their
     model cards and ``manifest.json``; return the manifest's content."""
     out_dir = Path(out_dir)
     data_root = Path(data_root) if data_root is not None else DEFAULT_DATA
-    plan = (plan or ZooPlan()).scaled(scale)
+    base_plan = plan or ZooPlan()
+    plan = base_plan.scaled(scale)
     torch.set_num_threads(plan.threads)
     torch.use_deterministic_algorithms(True)
     started = time.perf_counter()
@@ -122,22 +127,56 @@ def build_zoo(out_dir: Path, *, scale: float = 1.0, seed: int = 0,
         progress(f"[{name}] validation " + ", ".join(f"{t} {s:.3f}" for t, s in scores.items()))
         facts[name] = _facts(name, role, model, log, config, seeds=seeds, data=data,
                              validation=scores, directory=directory, command=command,
-                             threads=plan.threads, teacher=teacher)
+                             threads=torch.get_num_threads(), teacher=teacher)
         write_card(directory, facts[name])
 
+    def train_student_like(name: str, teacher=None, threads: int = plan.threads) -> None:
+        torch.set_num_threads(threads)
+        model = make_model(plan.student_shape, seeds["student_init"])
+        progress(f"[{name}] {parameter_counts(model)}")
+        log = train(model, order(plan.student), plan.student, pad_id=pad_id, teacher=teacher,
+                    name=name, progress=progress)
+        finish(name, name, model, log, plan.student, teacher=teacher)
+
+    if only_control is not None:  # the child process of a parallel build: train and save only
+        torch.set_num_threads(1)
+        model = make_model(plan.student_shape, seeds["student_init"])
+        progress(f"[control] {parameter_counts(model)}")
+        log = train(model, order(plan.student), plan.student, pad_id=pad_id, name="control",
+                    progress=progress)
+        save_checkpoint(model, out_dir / "control")
+        only_control["log"] = log
+        return {}
+    control_job = None
+    if plan.parallel_control:
+        import multiprocessing
+
+        # a plain (non-daemon) process: validation runs generated code in child processes
+        control_job = multiprocessing.get_context("spawn").Process(
+            target=_control_process, args=(out_dir, scale, seed, data_root, base_plan))
+        control_job.start()
+        torch.set_num_threads(1)
     teacher = make_model(plan.teacher_shape, seeds["teacher_init"])
     progress(f"[teacher] {parameter_counts(teacher)}")
     log = train(teacher, order(plan.teacher), plan.teacher, pad_id=pad_id, name="teacher",
                 progress=progress)
     finish("teacher", "teacher", teacher, log, plan.teacher)
+    if control_job is not None:
+        control_job.join()
+        facts_file = out_dir / "control" / ".facts.pickle"
+        if control_job.exitcode != 0 or not facts_file.is_file():
+            raise RuntimeError(f"training the control failed (exit code {control_job.exitcode})")
+        log = pickle.loads(facts_file.read_bytes())
+        facts_file.unlink()
+        from transformers import GPT2LMHeadModel
 
-    for name in ("student", "control"):
-        model = make_model(plan.student_shape, seeds["student_init"])
-        distil_from = teacher if name == "student" else None
-        progress(f"[{name}] {parameter_counts(model)}")
-        log = train(model, order(plan.student), plan.student, pad_id=pad_id, teacher=distil_from,
-                    name=name, progress=progress)
-        finish(name, name, model, log, plan.student, teacher=distil_from)
+        control = GPT2LMHeadModel.from_pretrained(out_dir / "control")
+        torch.set_num_threads(1)  # the threads it trained with, for its card
+        finish("control", "control", control, log, plan.student)
+        torch.set_num_threads(plan.threads)
+    train_student_like("student", teacher=teacher, threads=plan.threads)
+    if control_job is None:
+        train_student_like("control")
 
     elapsed = time.perf_counter() - started
     extra = {"build_seconds": round(elapsed, 1), "seed": seed, "steps_scale": scale,
@@ -145,6 +184,14 @@ def build_zoo(out_dir: Path, *, scale: float = 1.0, seed: int = 0,
     write_manifest(out_dir / "manifest.json", facts, extra)
     progress(f"zoo: built in {elapsed:.0f} s")
     return {**extra, "models": {k: v.to_dict() for k, v in facts.items()}}
+
+
+def _control_process(out_dir: Path, scale: float, seed: int, data_root: Path, plan: ZooPlan) -> None:
+    """The control alone, on one thread, in a child process; leaves its facts for the manifest."""
+    result: dict[str, Any] = {}
+    build_zoo(out_dir, scale=scale, seed=seed, data_root=data_root, plan=plan, only_control=result,
+              progress=lambda line: print(line, flush=True))
+    (Path(out_dir) / "control" / ".facts.pickle").write_bytes(pickle.dumps(result["log"]))
 
 
 def main(argv: list[str] | None = None) -> int:
