@@ -746,6 +746,13 @@ def check_evidence_item(session: DistillbenchSession, task: TaskSpec, model: str
     expected = spec.expect_distilled
     if expected is None or ev.flagged == expected:
         return CheckResult(figures)
+    if expected and not ev.flagged:
+        # One task without significance is absence of evidence, not evidence of absence: a model
+        # expected to be distilled fails only when no task of the session flags it.
+        verdict = next((m for m in session_evidence(session).models if m.model == model), None)
+        if verdict is not None and verdict.flagged:
+            figures["model_flagged"] = True
+            return CheckResult(figures)
     head = (f"{task.id}: {model} was expected to be distilled from {teacher.name} but is not flagged"
             if expected else
             f"{task.id}: {model} was expected NOT to be distilled from {teacher.name} but is flagged")

@@ -35,8 +35,8 @@ THREADS = 2
 class ZooPlan:
     teacher_shape: ModelShape = TEACHER_SHAPE
     student_shape: ModelShape = STUDENT_SHAPE
-    teacher: TrainConfig = TrainConfig(steps=1200, batch_size=32, lr=3e-3, warmup=100, log_every=50)
-    student: TrainConfig = TrainConfig(steps=1200, batch_size=32, lr=4e-3, warmup=100, log_every=50,
+    teacher: TrainConfig = TrainConfig(steps=3000, batch_size=32, lr=3e-3, warmup=100, log_every=50)
+    student: TrainConfig = TrainConfig(steps=3000, batch_size=32, lr=4e-3, warmup=100, log_every=50,
                                        alpha=0.9, temperature=2.0)
     validation_limit: int = 200
     code_validation_limit: int = 40
