@@ -268,10 +268,19 @@ class Evaluator:
             from .probes import probe_prompts
 
             planned = sorted({t for ts in self.planned.values() for t in ts if t in self.tasks})
-            with _quiet_lm_eval():
-                self._probe_prompts = probe_prompts([self.tasks[t] for t in planned],
-                                                    per_task=PROBES_PER_TASK, seed=self.settings.seed,
-                                                    task_manager=self._task_manager)
+            # Building the prompts means building every lm-eval task; a warm run reads them back.
+            material = [PROBES_PER_TASK, self.settings.seed, [self.tasks[t].fingerprint for t in planned]]
+            key = "prompts-" + hashlib.sha256(json.dumps(material).encode()).hexdigest()
+            cached = self._read_cache(key) if self.settings.use_cache else None
+            if isinstance(cached, dict) and isinstance(cached.get("prompts"), list):
+                self._probe_prompts = [str(p) for p in cached["prompts"]]
+            else:
+                with _quiet_lm_eval():
+                    self._probe_prompts = probe_prompts([self.tasks[t] for t in planned],
+                                                        per_task=PROBES_PER_TASK, seed=self.settings.seed,
+                                                        task_manager=self._task_manager)
+                if self.settings.use_cache:
+                    atomic_write_text(self._cache_path(key), json.dumps({"prompts": self._probe_prompts}))
         return self._probe_prompts
 
     def _probe_key(self, model_fp: str) -> str:

@@ -673,13 +673,13 @@ def test_embedded_models_student_flagged_control_not(pytester: pytest.Pytester) 
     result = pytester.runpytest("-p", "no:cacheprovider", "--distillbench", "suites/math.yaml",
                                 "suites/reasoning.yaml", "-k", "evidence", "--distillbench-limit", "200",
                                 "--distillbench-json", "run.json", "-rs")
-    section = json.loads((pytester.path / "run.json").read_text())["sections"]["evidence"]
+    doc = json.loads((pytester.path / "run.json").read_text())
+    section = doc["sections"]["evidence"]
     models = section["models"]
     assert models["student"]["flagged"] is True, models["student"]["summary"]
     assert models["control"]["flagged"] is None, models["control"]["summary"]
-    reports = [r for r in result.getreports("pytest_runtest_logreport") if r.when == "call" or r.skipped]
-    outcomes = {(r.nodeid.split("::")[-1].split("[")[0], r.nodeid.split("[")[1].rstrip("]")): r.outcome
-                for r in reports}
+    outcomes = {(i["task"].split("/")[1], f"{i['model']}-{i['kind']}"): i["outcome"]
+                for i in doc["items"].values()}
     for row in section["tasks"]:
         assert row["reason"], row
         outcome = outcomes[(row["task"].split("/")[1], f"{row['model']}-evidence")]
@@ -687,7 +687,7 @@ def test_embedded_models_student_flagged_control_not(pytester: pytest.Pytester) 
             assert row["status"] == "undetermined" and outcome == "skipped", row
         elif row["status"] == "no power":
             assert outcome == "skipped", row
-        else:
-            assert outcome == ("passed" if row["flagged"] else "failed"), row
+        else:  # flagged overall: a task without significance is no evidence against it
+            assert outcome == "passed", row
     out = result.stdout.str()
     assert "student: FLAGGED as distilled from teacher" in out and "why not flagged:" in out

@@ -14,7 +14,12 @@ from hypothesis import strategies as st
 
 from pytest_distillbench.models import fingerprint
 from pytest_distillbench.zoo import ZOO_DIR
-from pytest_distillbench.zoo.architecture import ModelShape, make_model, parameter_counts
+from pytest_distillbench.zoo.architecture import (
+    N_POSITIONS,
+    ModelShape,
+    make_model,
+    parameter_counts,
+)
 from pytest_distillbench.zoo.build import ZooPlan, build_zoo, save_checkpoint
 from pytest_distillbench.zoo.corpus import (
     IGNORE,
@@ -286,7 +291,7 @@ def test_committed_checkpoints_load_offline(name, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model = AutoModelForCausalLM.from_pretrained(ZOO_DIR / name, local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(ZOO_DIR / name, local_files_only=True)
-    assert model.config.model_type == "gpt2" and model.config.n_positions == 512
+    assert model.config.model_type == "gpt2" and model.config.n_positions == N_POSITIONS
     assert (model.config.eos_token_id, model.config.pad_token_id, model.config.bos_token_id) == (
         tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.bos_token_id)
     assert tokenizer.decode(tokenizer("Q: 37+58=\n")["input_ids"]) == "Q: 37+58=\n"
