@@ -19,3 +19,12 @@ def backend_module(name: str) -> ModuleType:
         raise DistillbenchError(f"unknown backend {name!r}", key="backend",
                                 fix=f"use one of: {', '.join(BACKENDS)}")
     return importlib.import_module(f"{__name__}.{name}")
+
+
+def load_error(spec: object, exc: BaseException, what: str, fix: str) -> DistillbenchError:
+    """One readable error for a model an engine could not load (first line of its message)."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    name = getattr(spec, "name", "?")
+    return DistillbenchError(f"{what} {name!r} cannot be loaded from {getattr(spec, 'path', '?')} ({first})",
+                             key=f"models.{name}.path", fix=fix)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import DistillbenchError
 from ..models import ModelSpec
+from . import load_error
 
 
 def available() -> str | None:
@@ -43,13 +43,10 @@ def build(spec: ModelSpec, settings: Any = None) -> Any:
     try:
         return HFLM(**kwargs)
     except (OSError, ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DistillbenchError(
-            f"model {spec.name!r} cannot be loaded from {spec.path} ({first})",
-            key=f"models.{spec.name}.path",
-            fix="point it at a Hugging Face checkpoint directory (config.json, weights, tokenizer) "
-                "that exists on this machine; no model is downloaded at run time",
-        ) from None
+        raise load_error(spec, exc, "model",
+                         "point it at a Hugging Face checkpoint directory (config.json, weights, "
+                         "tokenizer) that exists on this machine; no model is downloaded at run time"
+                         ) from None
 
 
 def token_counter(lm: Any):

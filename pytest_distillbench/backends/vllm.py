@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import DistillbenchError
 from ..models import ModelSpec
+from . import load_error
 
 _INT_OPTIONS = ("tensor_parallel_size", "data_parallel_size", "max_model_len", "max_gen_toks",
                 "max_num_seqs", "seed")
@@ -152,13 +153,9 @@ def build(spec: ModelSpec, settings: Any = None) -> Any:
     try:
         return VLLM(**args)
     except (OSError, ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DistillbenchError(
-            f"vLLM cannot load model {spec.name!r} from {spec.path} ({first})",
-            key=f"models.{spec.name}.path",
-            fix="point it at a checkpoint vLLM supports that exists on this machine, and check "
-                "gpu_memory_utilization / max_model_len against the GPU's memory",
-        ) from None
+        raise load_error(spec, exc, "vLLM model",
+                         "point it at a checkpoint vLLM supports that exists on this machine, and "
+                         "check gpu_memory_utilization / max_model_len against the GPU's memory") from None
 
 
 def token_counter(lm: Any) -> Callable[[str], int]:
