@@ -23,7 +23,8 @@ def zoo_ready() -> bool:
 needs_zoo = pytest.mark.skipif(not zoo_ready(), reason="embedded zoo checkpoints are not built")
 
 
-def build_tiny_model(directory: Path, seed: int = 0, layers: int = 2, width: int = 32) -> Path:
+def build_tiny_model(directory: Path, seed: int = 0, layers: int = 2, width: int = 32,
+                     init_range: float = 0.02) -> Path:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -32,8 +33,8 @@ def build_tiny_model(directory: Path, seed: int = 0, layers: int = 2, width: int
     tok = build_tokenizer()
     torch.manual_seed(seed)
     config = GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=width, n_layer=layers, n_head=2,
-                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                        pad_token_id=tok.pad_token_id)
+                        initializer_range=init_range, bos_token_id=tok.bos_token_id,
+                        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     GPT2LMHeadModel(config).save_pretrained(directory)
     tok.save_pretrained(directory)
     return directory

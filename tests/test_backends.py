@@ -29,7 +29,7 @@ from pytest_distillbench.models import ModelSpec
 from pytest_distillbench.serve import CompletionServer, Limits, serve
 from pytest_distillbench.settings import build_settings
 
-from conftest import gen_task, mc_task, write_project
+from conftest import build_tiny_model, gen_task, mc_task, write_project
 
 # lm-eval registers its API model class at import; pytester's in-process runs drop modules first
 # imported inside them, and a second import would register the name twice, so import it once here.
@@ -48,19 +48,7 @@ def build_served_model(directory: Path) -> Path:
     """A random GPT-2 whose greedy answers differ from prompt to prompt (a wide initialisation;
     the usual 0.02 makes every answer a run of one character), with 32-wide attention heads, the
     narrowest vLLM's CPU attention supports."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from pytest_distillbench.zoo.tokenizer import build_tokenizer
-
-    tok = build_tokenizer()
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=64, n_layer=2, n_head=2,
-                        initializer_range=0.3, bos_token_id=tok.bos_token_id,
-                        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    GPT2LMHeadModel(config).save_pretrained(directory)
-    tok.save_pretrained(directory)
-    return directory
+    return build_tiny_model(directory, width=64, init_range=0.3)
 
 
 @pytest.fixture(scope="module")
