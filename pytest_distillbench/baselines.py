@@ -65,9 +65,9 @@ def margins(run: TaskRun) -> dict[str, float] | None:
 
 
 def fingerprint_of(run: TaskRun, task: TaskSpec, session: DistillbenchSession) -> dict[str, Any]:
-    from .runfiles import environment
+    from .runfiles import package_versions
 
-    versions = environment()["versions"]
+    versions = package_versions()
     return {
         "model": run.model_fingerprint,
         "data_sha256": task.data_sha256,

@@ -8,6 +8,7 @@ so at most one model is in memory at a time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import hashlib
 import json
@@ -31,6 +32,7 @@ from .util import atomic_write_text
 RECORD_SCHEMA = 1
 PROBE = "__probe__"  # pseudo-task: next-token distributions on probe prompts (evidence)
 PROBES_PER_TASK = 8
+LARGE_MODEL_BYTES = 256 * 2**20  # above this, releasing a model runs a full garbage collection
 Progress = Callable[[str], None]
 
 
@@ -48,6 +50,9 @@ def _register_filters() -> None:
     from lm_eval.api.filter import Filter
     from lm_eval.api.registry import FILTER_REGISTRY, register_filter
 
+    from .tasks import code
+
+    code.register()
     if "distillbench_after_think" in FILTER_REGISTRY:
         return
 
@@ -76,8 +81,9 @@ def with_think_filter(config: dict[str, Any], delimiter: str) -> dict[str, Any]:
 
 
 def _cache_key(model_fp: str, spec: ModelSpec, task: TaskSpec, settings: Settings, device: str) -> str:
-    from importlib.metadata import version
+    from .runfiles import package_versions
 
+    versions = package_versions()
     material = {
         "schema": RECORD_SCHEMA,
         "plugin": __version__,
@@ -93,7 +99,7 @@ def _cache_key(model_fp: str, spec: ModelSpec, task: TaskSpec, settings: Setting
         "limit": task.limit if settings.limit is None else settings.limit,
         "seed": settings.seed,
         # read from package metadata: a warm run from the cache should not import the stack
-        "versions": [version("lm-eval"), version("transformers"), version("torch")],
+        "versions": [versions["lm-eval"], versions["transformers"], versions["torch"]],
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
@@ -245,22 +251,30 @@ class Evaluator:
             return
         self.progress(f"distillbench: loading {spec.name} ({spec.backend}) from {spec.path}")
         lm = backend.build(spec, self.settings)
+        large = _weight_bytes(lm) >= LARGE_MODEL_BYTES
+        counter = backend.token_counter(lm) if hasattr(backend, "token_counter") else None
+        # A task's choices share their context and tasks share prompts: count each text once.
+        count = None if counter is None else functools.lru_cache(maxsize=1 << 16)(counter)
         try:
             if probe:
                 self._run_probe(lm, spec, model_fp)
             for t in to_run:
-                outcome = self._run_task(lm, backend, spec, self.tasks[t], model_fp, device)
+                outcome = self._run_task(lm, backend, spec, self.tasks[t], model_fp, device, count)
                 self.results[(spec.name, t)] = outcome
                 if isinstance(outcome, TaskRun) and self.settings.use_cache:
                     atomic_write_text(self._cache_path(keys[t]), json.dumps(outcome.to_dict()))
         finally:
-            del lm
-            gc.collect()
-            with contextlib.suppress(Exception):
-                import torch
+            del lm, count
+            if large:
+                # lm-eval's wrappers can hold the weights in reference cycles; a full collection
+                # frees them before the next model loads. It costs ~0.5 s on the heap lm-eval
+                # builds, so small models (freed well enough by reference counting) skip it.
+                gc.collect()
+                with contextlib.suppress(Exception):
+                    import torch
 
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
 
     # -- probes (distillation evidence) -----------------------------------------------------
     def probe_prompts(self) -> list[str]:
@@ -319,6 +333,8 @@ class Evaluator:
         if builtin not in self._task_managers:
             from lm_eval.tasks import TaskManager
 
+            _register_filters()  # the suites' filters must exist before any task is built
+
             self._task_managers[builtin] = TaskManager(include_defaults=builtin)
         return self._task_managers[builtin]
 
@@ -348,7 +364,7 @@ class Evaluator:
         return tasks[0]
 
     def _run_task(self, lm: Any, backend: Any, spec: ModelSpec, task: TaskSpec, model_fp: str,
-                  device: str) -> Outcome:
+                  device: str, count: Callable[[str], int] | None) -> Outcome:
         from lm_eval import simple_evaluate
 
         _register_filters()
@@ -367,7 +383,7 @@ class Evaluator:
 
             counter_cm = counting(lm.model)  # every real forward pass, attention included
         start = time.perf_counter()
-        with _quiet_lm_eval(), _environ(env), counter_cm as counter:
+        with _quiet_lm_eval(), _environ(env), _without_environment_report(), counter_cm as counter:
             out = simple_evaluate(
                 model=lm, tasks=[lm_task], limit=limit, log_samples=True, bootstrap_iters=0,
                 random_seed=self.settings.seed, numpy_random_seed=self.settings.seed,
@@ -376,7 +392,6 @@ class Evaluator:
             )
         seconds = time.perf_counter() - start
         samples = out["samples"][lm_task.task_name] if out else []
-        count = backend.token_counter(lm) if hasattr(backend, "token_counter") else None
         gen_limit = int((lm_task.config.generation_kwargs or {}).get("max_gen_toks", 256) or 256)
         records = records_from_samples(samples, task, count, gen_limit)
         if not records:
@@ -451,6 +466,31 @@ def records_from_samples(samples: list[dict[str, Any]], task: TaskSpec,
             requests=tuple(requests), choice_logprobs=choice_logprobs, gold=gold,
         ))
     return tuple(out)
+
+
+def _weight_bytes(lm: Any) -> int:
+    """Bytes of the loaded model's parameters; 0 when the backend holds no local weights."""
+    try:
+        return sum(p.numel() * p.element_size() for p in lm.model.parameters())
+    except (AttributeError, TypeError):  # a served model: lm.model is a name or absent
+        return 0
+
+
+@contextlib.contextmanager
+def _without_environment_report():
+    """``simple_evaluate`` ends by collecting torch's environment report (subprocesses for pip,
+    lscpu, nvidia-smi...) and the git hash: 1-2 s per call, paid here once per (model, task).
+    The plugin writes its own environment into the run file and discards lm-eval's, so both
+    are skipped for the duration of the call."""
+    import lm_eval.evaluator as evaluator
+
+    saved = evaluator.add_env_info, evaluator.get_git_commit_hash
+    evaluator.add_env_info = lambda storage: None
+    evaluator.get_git_commit_hash = lambda: None
+    try:
+        yield
+    finally:
+        evaluator.add_env_info, evaluator.get_git_commit_hash = saved
 
 
 @contextlib.contextmanager

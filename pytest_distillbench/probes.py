@@ -201,6 +201,9 @@ def probe_prompts(tasks: Iterable[TaskSpec], per_task: int = 8, *, seed: int = 1
         if builtin not in managers:
             from lm_eval.tasks import TaskManager
 
+            from .tasks import code
+
+            code.register()  # code suites name the sandbox filter
             managers[builtin] = TaskManager(include_defaults=builtin)
         return managers[builtin]
 

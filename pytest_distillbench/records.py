@@ -45,7 +45,8 @@ class ItemRecord:
         return self.score >= 0.5
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        # shallow on purpose: asdict's recursive deep copy dominated writing a run file
+        data = {f.name: getattr(self, f.name) for f in _ITEM_FIELDS}
         data["requests"] = [[r.kind, r.context_tokens, r.output_tokens] for r in self.requests]
         return data
 
@@ -148,3 +149,6 @@ class TaskRun:
             from_cache=from_cache,
             meta=dict(data.get("meta", {})),
         )
+
+
+_ITEM_FIELDS = fields(ItemRecord)

@@ -6,6 +6,7 @@ with per-item CSV on request. ``load_run`` reads them back for ``distillbench co
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import subprocess
@@ -36,27 +37,38 @@ def git_commit(cwd: Path) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def environment() -> dict[str, Any]:
+@functools.cache
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages results depend on (read once per process: the
+    metadata lookup costs milliseconds and is asked for per task)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("pytest-distillbench", "lm-eval", "torch", "transformers", "pytest", "pandas"):
         try:
             versions[pkg] = version(pkg)
         except PackageNotFoundError:
             versions[pkg] = None
+    return versions
+
+
+def environment() -> dict[str, Any]:
+    versions = dict(package_versions())
     env: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(),
                            "machine": platform.machine(), "processor": platform.processor(),
                            "versions": versions}
-    try:
-        import torch
+    torch = sys.modules.get("torch")
+    if torch is None:
+        # Nothing ran in torch (a warm run read every result from the cache): importing it only
+        # to describe it would cost more than the run. Without a GPU device node it sees none.
+        from .backends.hf import surely_no_gpu
 
-        env["cuda"] = torch.cuda.is_available()
-        if env["cuda"]:
-            env["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        env["torch_threads"] = torch.get_num_threads()
-    except ImportError:  # pragma: no cover
-        pass
+        env["cuda"] = False if surely_no_gpu() else None  # None: not known without torch
+        return env
+    env["cuda"] = torch.cuda.is_available()
+    if env["cuda"]:
+        env["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    env["torch_threads"] = torch.get_num_threads()
     return env
 
 
@@ -104,7 +116,8 @@ def write_run_files(state: DistillbenchSession, frame: pd.DataFrame) -> list[Pat
     if not state.runs():
         return []
     doc = run_document(state, frame)
-    text = json.dumps(doc, indent=1, sort_keys=False, default=str)
+    # compact: with an indent json falls back from its C encoder (10x slower on many records)
+    text = json.dumps(doc, separators=(",", ":"), default=str)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     name = f"{stamp}_{doc['git_commit'] or 'nogit'}.json"
     written = [state.settings.cache_dir / "runs" / name]

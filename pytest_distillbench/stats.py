@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from statistics import NormalDist
+from typing import Any
 
 import numpy as np
-from scipy import stats as sps
-from scipy.special import rel_entr
+
+# scipy.stats takes ~0.4 s to import; a warm run from the cache mostly needs Wilson intervals,
+# so scipy is imported by the functions that use it.
+
+
+def scipy_stats() -> Any:
+    from scipy import stats
+
+    return stats
 
 _ALTERNATIVES = ("greater", "less", "two-sided")
 
@@ -38,10 +47,13 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
         raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
     if n == 0:
         return 0.0, 1.0
-    ci = sps.binomtest(int(successes), int(n)).proportion_ci(confidence, method="wilson")
-    # Clip rounding noise so the interval always contains the observed share and stays in [0, 1].
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
     share = successes / n
-    return float(min(max(ci.low, 0.0), share)), float(max(min(ci.high, 1.0), share))
+    z2n = z * z / n
+    center = (share + z2n / 2) / (1 + z2n)
+    half = z * math.sqrt(share * (1 - share) / n + z2n / (4 * n)) / (1 + z2n)
+    # Clip rounding noise so the interval always contains the observed share and stays in [0, 1].
+    return min(max(center - half, 0.0), share), max(min(center + half, 1.0), share)
 
 
 def mcnemar_exact(b: int, c: int, alternative: str = "greater") -> float:
@@ -58,10 +70,10 @@ def mcnemar_exact(b: int, c: int, alternative: str = "greater") -> float:
     if k == 0:
         return 1.0
     if alternative == "greater":
-        return float(sps.binom.sf(b - 1, k, 0.5))
+        return float(scipy_stats().binom.sf(b - 1, k, 0.5))
     if alternative == "less":
-        return float(sps.binom.cdf(b, k, 0.5))
-    return float(sps.binomtest(b, k, 0.5).pvalue)
+        return float(scipy_stats().binom.cdf(b, k, 0.5))
+    return float(scipy_stats().binomtest(b, k, 0.5).pvalue)
 
 
 def mcnemar_mid_p(b: int, c: int, alternative: str = "greater") -> float:
@@ -77,12 +89,12 @@ def mcnemar_mid_p(b: int, c: int, alternative: str = "greater") -> float:
     k = b + c
     if k == 0:
         return 1.0
-    half_observed = 0.5 * sps.binom.pmf(b, k, 0.5)
+    half_observed = 0.5 * scipy_stats().binom.pmf(b, k, 0.5)
     if alternative == "greater":
-        return float(sps.binom.sf(b, k, 0.5) + half_observed)
+        return float(scipy_stats().binom.sf(b, k, 0.5) + half_observed)
     if alternative == "less":
-        return float(sps.binom.cdf(b - 1, k, 0.5) + half_observed)
-    one_sided = min(sps.binom.sf(b, k, 0.5), sps.binom.cdf(b - 1, k, 0.5)) + half_observed
+        return float(scipy_stats().binom.cdf(b - 1, k, 0.5) + half_observed)
+    one_sided = min(scipy_stats().binom.sf(b, k, 0.5), scipy_stats().binom.cdf(b - 1, k, 0.5)) + half_observed
     return float(min(1.0, 2.0 * one_sided))
 
 
@@ -247,6 +259,8 @@ def jensen_shannon(p: Sequence[float], q: Sequence[float]) -> float:
     # result that can be slightly negative for equal inputs, giving nan.
     pa, qa = pa / pa.sum(), qa / qa.sum()
     m = 0.5 * (pa + qa)
+    from scipy.special import rel_entr
+
     divergence = 0.5 * float(rel_entr(pa, m).sum()) + 0.5 * float(rel_entr(qa, m).sum())
     return min(max(divergence, 0.0), math.log(2.0))
 
@@ -264,10 +278,10 @@ def two_proportion_z(
     # With zero pooled variance both rates are equal (all 0 or all 1): no evidence either way.
     z = 0.0 if se == 0.0 else (pa - pb) / se
     if alternative == "greater":
-        return float(sps.norm.sf(z))
+        return float(scipy_stats().norm.sf(z))
     if alternative == "less":
-        return float(sps.norm.cdf(z))
-    return float(min(1.0, 2.0 * sps.norm.sf(abs(z))))
+        return float(scipy_stats().norm.cdf(z))
+    return float(min(1.0, 2.0 * scipy_stats().norm.sf(abs(z))))
 
 
 def _sign_flip_tail(observed: float, null_sums: np.ndarray, alternative: str, tol: float) -> np.ndarray:
@@ -335,4 +349,4 @@ def wilcoxon_signed_rank(differences: Sequence[float], alternative: str = "great
     d = d[d != 0]
     if d.size == 0:
         return 1.0
-    return float(sps.wilcoxon(d, alternative=alternative, zero_method="wilcox").pvalue)
+    return float(scipy_stats().wilcoxon(d, alternative=alternative, zero_method="wilcox").pvalue)

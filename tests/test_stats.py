@@ -326,3 +326,15 @@ def test_paired_ratio_interval_covers_the_true_retention():
         _, lo, hi = stats.paired_bootstrap_ratio(student, teacher, iters=1000, seed=i)
         covered += lo <= 0.75 <= hi
     assert covered >= 88
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 2000), st.data(), st.sampled_from([0.8, 0.9, 0.95, 0.99]))
+def test_wilson_closed_form_matches_scipy(n, data, confidence):
+    from scipy.stats import binomtest
+
+    successes = data.draw(st.integers(0, n))
+    ci = binomtest(successes, n).proportion_ci(confidence, method="wilson")
+    lo, hi = stats.wilson_interval(successes, n, confidence)
+    assert lo == pytest.approx(max(ci.low, 0.0), abs=1e-12)
+    assert hi == pytest.approx(min(ci.high, 1.0), abs=1e-12)

@@ -7,6 +7,8 @@ that depends on batch composition (lm-eval issue #1625).
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 from ..models import ModelSpec
@@ -17,9 +19,22 @@ def available() -> str | None:
     return None  # torch and transformers are hard dependencies
 
 
+# Device nodes of the accelerators torch reaches through torch.cuda (NVIDIA, ROCm, WSL's GPU).
+_GPU_NODES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+
+
+def surely_no_gpu() -> bool:
+    """True when torch certainly sees no GPU: Linux with none of the GPU device nodes. Answered
+    without importing torch, so a warm run from the cache stays light."""
+    return sys.platform == "linux" and not any(os.path.exists(node) for node in _GPU_NODES)
+
+
 def resolve_device(device: str) -> str:
+    """"auto" is CUDA when torch sees a GPU, else the CPU."""
     if device != "auto":
         return device
+    if surely_no_gpu():
+        return "cpu"
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -20,17 +20,14 @@ that declares ``allow_code_execution: true``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from lm_eval.api.filter import Filter
-from lm_eval.api.registry import filter_registry, register_filter
-
 from ..errors import DistillbenchError
 from ..sandbox import SandboxResult, check_completion
-from ..stats import pass_at_k
 
 ALLOW_ENV = "DISTILLBENCH_ALLOW_CODE_EXECUTION"
 FILTER = "distillbench_execute"  # the lm-eval filter name to use in a task's filter_list
@@ -153,35 +150,24 @@ def execute_all(pairs: Sequence[tuple[Problem, str]], *, workers: int | None = N
     return [Executed(body, problem, results[problem, body]) for problem, body in programs]
 
 
-class ExecuteCompletions(Filter):
-    """lm-eval filter: runs every response of a task through the sandbox in one batch and
-    returns each as an ``Executed`` string, keeping the shape it was given (per document a
-    list of the repeats' responses, or a single response after e.g. ``take_first``)."""
-
-    def __init__(self, workers: int | None = None, timeout_s: float = TIMEOUT_S, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.workers = workers
-        self.timeout_s = timeout_s
-
-    def apply(self, resps: Iterable[Any], docs: list[dict[str, Any]]) -> list[Any]:
-        _require_opt_in()
-        groups = list(resps)
-        if len(groups) != len(docs):
-            raise DistillbenchError(f"the {FILTER} filter got {len(groups)} responses for "
-                                    f"{len(docs)} documents", key="filter_list")
-        texts = [[group] if isinstance(group, str) else list(group) for group in groups]
-        for group in texts:
-            if not all(isinstance(text, str) for text in group):
-                raise DistillbenchError(f"the {FILTER} filter got {group!r:.80}, not generated text",
-                                        key="output_type", fix="code tasks need output_type: generate_until")
-        pairs = [(Problem.of(doc), text) for doc, group in zip(docs, texts, strict=True) for text in group]
-        executed = iter(execute_all(pairs, workers=self.workers, timeout_s=self.timeout_s))
-        return [next(executed) if isinstance(group, str) else [next(executed) for _ in listed]
-                for group, listed in zip(groups, texts, strict=True)]
+def register() -> None:
+    """Register the ``distillbench_execute`` filter with lm-eval (idempotent)."""
+    from . import code_filter  # noqa: F401  (registers on import)
 
 
-if FILTER not in filter_registry:  # a second import (e.g. a reload) keeps the first class
-    register_filter(FILTER)(ExecuteCompletions)
+def __getattr__(name: str) -> Any:
+    if name == "ExecuteCompletions":  # lives beside lm-eval's Filter base class
+        from .code_filter import ExecuteCompletions
+
+        return ExecuteCompletions
+    raise AttributeError(name)
+
+
+# lm-eval resolving a task's ``!function`` has imported itself already: register for it. The
+# plugin imports this module while collecting suites, before lm-eval is needed, and registers
+# through ``register()`` when it evaluates.
+if "lm_eval" in sys.modules:
+    register()
 
 
 def process_results(doc: dict[str, Any], results: Any) -> dict[str, float]:
@@ -205,6 +191,8 @@ def process_results(doc: dict[str, Any], results: Any) -> dict[str, float]:
     executed = [c if isinstance(c, Executed) else next(ran) for c in completions]
     correct = sum(e.result.passed for e in executed)
     n = len(executed)
+    from ..stats import pass_at_k  # scipy: imported when scoring, not when a suite is collected
+
     return {f"pass@{k}": pass_at_k(n, correct, k) for k in REPORTED_K if k <= n}
 
 
