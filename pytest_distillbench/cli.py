@@ -36,10 +36,14 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _zoo(args: argparse.Namespace, rest: list[str]) -> int:
+def _zoo(rest: list[str]) -> int:
+    if rest[:1] != ["build"]:
+        print("usage: distillbench zoo build [--out DIR] [--steps-scale X] [--seed N] [--only NAME ...]",
+              file=sys.stderr)
+        return 2
     from .zoo.build import main as zoo_main
 
-    return int(zoo_main(rest) or 0)
+    return int(zoo_main(rest[1:]) or 0)
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -63,8 +67,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("run_file")
     r.add_argument("--out", default="distillbench-report")
     r.add_argument("--baseline", metavar="RUN_FILE", help="a run to show faintly beside this one")
-    sub.add_parser("zoo", help="zoo build [--out DIR] [--steps-scale X] [--seed N]: retrain the "
-                              "embedded models", add_help=False)
+    sub.add_parser("zoo", help="zoo build [--out DIR] [--steps-scale X] [--seed N] [--only NAME ...]: "
+                              "retrain the embedded models", add_help=False)
     d = sub.add_parser("data", help="regenerate the bundled suite data")
     d.add_argument("action", choices=["build"])
     d.add_argument("--root", default="suites")
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["zoo"]:
-            return _zoo(argparse.Namespace(), argv[1:])
+            return _zoo(argv[1:])
         args = parser().parse_args(argv)
         if args.command == "compare":
             return _compare(args)

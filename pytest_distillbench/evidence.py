@@ -80,7 +80,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.special import softmax
-from scipy.stats import kendalltau
 
 from . import stats
 from .checks import CheckResult
@@ -130,6 +129,13 @@ def normalise_answer(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
+def same_answer(a: str, b: str) -> bool:
+    """Two normalised answers are the same answer. A blank one is no answer at all: models that
+    both fall silent (e.g. on prompts longer than their context) share a failure to answer,
+    driven by the input, not a belief about it, so it never counts as a shared wrong answer."""
+    return a == b and a != ""
+
+
 def _records(run: TaskRun, hashes: Sequence[str]) -> list[ItemRecord]:
     by_hash = {r.doc_hash: r for r in run.records}
     return [by_hash[h] for h in hashes]
@@ -146,7 +152,7 @@ def agreement_vector(teacher: Sequence[ItemRecord], other: Sequence[ItemRecord])
     return np.array([
         (t.correct and o.correct)
         or (not t.correct and not o.correct
-            and normalise_answer(t.response) == normalise_answer(o.response))
+            and same_answer(normalise_answer(t.response), normalise_answer(o.response)))
         for t, o in zip(teacher, other, strict=True)
     ], dtype=float)
 
@@ -199,8 +205,33 @@ def wrong_choice_order(teacher: ItemRecord, other: ItemRecord) -> float | None:
     if t is None or o is None or gold is None or len(t) != len(o) or len(t) < 3 or not 0 <= gold < len(t):
         return None
     keep = [i for i in range(len(t)) if i != gold]
-    tau = kendalltau([t[i] for i in keep], [o[i] for i in keep]).statistic
-    return 0.0 if math.isnan(tau) else float(tau)  # nan: one model ties all wrong choices
+    tau = kendall_tau_b([t[i] for i in keep], [o[i] for i in keep])
+    return 0.0 if math.isnan(tau) else tau  # nan: one model ties all wrong choices
+
+
+def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's tau-b (ties corrected), nan when either side is all ties. The pairs are
+    counted directly: items have a handful of choices, and scipy's general routine costs
+    ~100x more per call on vectors this short (it ran once per item and model)."""
+    concordant = discordant = ties_x = ties_y = 0
+    n = len(x)
+    for i in range(n):
+        for j in range(i + 1, n):
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            if dx == 0 and dy == 0:
+                ties_x += 1
+                ties_y += 1
+            elif dx == 0:
+                ties_x += 1
+            elif dy == 0:
+                ties_y += 1
+            elif (dx > 0) == (dy > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    pairs = n * (n - 1) // 2
+    denominator = math.sqrt((pairs - ties_x) * (pairs - ties_y))
+    return (concordant - discordant) / denominator if denominator > 0 else math.nan
 
 
 def wrong_order_vector(teacher: Sequence[ItemRecord], other: Sequence[ItemRecord]) -> np.ndarray:
@@ -266,11 +297,12 @@ def _unit(values: np.ndarray) -> np.ndarray:
 
 def chance_matches(teacher_answers: Sequence[str], other_answers: Sequence[str]) -> float:
     """Expected number of items with the same answer if the other model's answers were
-    reassigned to items at random: sum over answers of n_teacher(a) * n_other(a) / n."""
+    reassigned to items at random: sum over answers of n_teacher(a) * n_other(a) / n (blank
+    answers never match, see :func:`same_answer`)."""
     if not teacher_answers:
         return 0.0
     t, o = Counter(teacher_answers), Counter(other_answers)
-    return sum(count * o[a] for a, count in t.items()) / len(teacher_answers)
+    return sum(count * o[a] for a, count in t.items() if a) / len(teacher_answers)
 
 
 def wrong_answer_scores(teacher: Sequence[str], model: Sequence[str],
@@ -283,8 +315,9 @@ def wrong_answer_scores(teacher: Sequence[str], model: Sequence[str],
     from the items where the model and the references differ; items where they do not differ
     carry no evidence and score 0.
     """
-    m_same = np.array([a == b for a, b in zip(model, teacher, strict=True)], dtype=float)
-    r_same = np.mean([[a == b for a, b in zip(r, teacher, strict=True)] for r in references], axis=0)
+    m_same = np.array([same_answer(a, b) for a, b in zip(model, teacher, strict=True)], dtype=float)
+    r_same = np.mean([[same_answer(a, b) for a, b in zip(r, teacher, strict=True)] for r in references],
+                     axis=0)
     raw = m_same - r_same
     differ = ~np.isclose(raw, 0.0)
     if not differ.any():
@@ -312,8 +345,15 @@ def reference_test(teacher: TaskRun, model: TaskRun, references: Sequence[TaskRu
     t_ok, t_answers = outcomes(teacher)
     m_ok, m_answers = outcomes(model)
     refs = [outcomes(r) for r in references]
-    # right/wrong pattern: kappa terms on every item
-    pattern = consistency_scores(t_ok, m_ok) - np.mean([consistency_scores(t_ok, ok) for ok, _ in refs], axis=0)
+    # right/wrong pattern: kappa terms on every item. A teacher right (or wrong) everywhere
+    # gives the pattern nothing to share (kappa is 0 against any model that varies, and 0/0
+    # against one as constant as the teacher), so the term is left out.
+    pattern_used = bool(t_ok.any() and not t_ok.all())
+    if not pattern_used:
+        pattern = np.zeros(len(hashes))
+    else:
+        pattern = consistency_scores(t_ok, m_ok) - np.mean([consistency_scores(t_ok, ok) for ok, _ in refs],
+                                                           axis=0)
     # wrong answers: only where everyone is wrong, so accuracy does not enter
     wrong = np.flatnonzero(~t_ok & ~m_ok & np.all([~ok for ok, _ in refs], axis=0))
 
@@ -330,11 +370,11 @@ def reference_test(teacher: TaskRun, model: TaskRun, references: Sequence[TaskRu
     scores = _unit(pattern) + _unit(answers) + _unit(order)
 
     ref_same_as_teacher = np.mean([(ok == t_ok) for ok, _ in refs], axis=0)
-    informative = (~np.isclose((m_ok == t_ok).astype(float), ref_same_as_teacher) | (answers != 0)
-                   | ~np.isclose(order, 0.0))
+    informative = ((pattern_used & ~np.isclose((m_ok == t_ok).astype(float), ref_same_as_teacher))
+                   | (answers != 0) | ~np.isclose(order, 0.0))
 
     def share_same(answers_of: list[str]) -> float | None:
-        return float(np.mean([answers_of[i] == t_answers[i] for i in wrong])) if wrong.size else None
+        return float(np.mean([same_answer(answers_of[i], t_answers[i]) for i in wrong])) if wrong.size else None
 
     ref_shares = [x for _, a in refs if (x := share_same(a)) is not None]
 

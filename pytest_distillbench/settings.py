@@ -147,6 +147,8 @@ def default_models() -> tuple[ModelSpec, ...]:
                   teacher="teacher", expect_distilled=True),
         ModelSpec(name="control", role="control", path=str(checkpoint("control")),
                   teacher="teacher", expect_distilled=False),
+        ModelSpec(name="control-b", role="control", path=str(checkpoint("control-b")),
+                  teacher="teacher", expect_distilled=False),
     )
 
 

@@ -23,6 +23,7 @@ from pytest_distillbench.evidence import (
     chance_matches,
     consistency_scores,
     decide,
+    kendall_tau_b,
     mean_choice_jsd,
     model_verdict,
     pair_statistics,
@@ -666,8 +667,8 @@ def test_plugin_a_lone_control_is_undetermined(pytester: pytest.Pytester, tiny_m
 @needs_zoo
 @pytest.mark.slow
 def test_embedded_models_student_flagged_control_not(pytester: pytest.Pytester) -> None:
-    """The zoo's student is flagged relative to its control; the lone control is never flagged
-    (nothing independent to compare it with); every task that does not separate says why."""
+    """The zoo's student is flagged relative to its two controls; neither control is flagged
+    relative to the other; every task that does not separate says why."""
     suites = Path(__file__).resolve().parents[1] / "suites"
     (pytester.path / "suites").symlink_to(suites)
     result = pytester.runpytest("-p", "no:cacheprovider", "--distillbench", "suites/math.yaml",
@@ -677,17 +678,54 @@ def test_embedded_models_student_flagged_control_not(pytester: pytest.Pytester) 
     section = doc["sections"]["evidence"]
     models = section["models"]
     assert models["student"]["flagged"] is True, models["student"]["summary"]
-    assert models["control"]["flagged"] is None, models["control"]["summary"]
+    for control in ("control", "control-b"):
+        assert models[control]["flagged"] is False, models[control]["summary"]
+        assert models[control]["as_expected"] is True
     outcomes = {(i["task"].split("/")[1], f"{i['model']}-{i['kind']}"): i["outcome"]
                 for i in doc["items"].values()}
     for row in section["tasks"]:
         assert row["reason"], row
         outcome = outcomes[(row["task"].split("/")[1], f"{row['model']}-evidence")]
-        if row["model"] == "control":
-            assert row["status"] == "undetermined" and outcome == "skipped", row
-        elif row["status"] == "no power":
+        if row["status"] == "no power":
             assert outcome == "skipped", row
-        else:  # flagged overall: a task without significance is no evidence against it
+        else:  # a control not flagged, as declared; the student flagged overall
             assert outcome == "passed", row
     out = result.stdout.str()
     assert "student: FLAGGED as distilled from teacher" in out and "why not flagged:" in out
+    assert "control: not flagged" in out and "control-b: not flagged" in out
+    assert result.parseoutcomes().get("failed", 0) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(-3, 3), st.integers(-3, 3)), min_size=2, max_size=8))
+def test_kendall_tau_b_matches_scipy(pairs):
+    from scipy.stats import kendalltau
+
+    x, y = [float(a) for a, _ in pairs], [float(b) for _, b in pairs]
+    expected = kendalltau(x, y).statistic
+    got = kendall_tau_b(x, y)
+    assert (math.isnan(got) and math.isnan(expected)) or got == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_teacher_wrong_everywhere_gives_the_right_wrong_pattern_no_weight() -> None:
+    """At the floor, a model as hopeless as the teacher is not "consistent" with it: kappa is
+    0/0 there, and a reference that gets a few items right must not make the model look close."""
+    n = 200
+    teacher = make_run("t", [False] * n, [f"t{i % 7}" for i in range(n)])
+    model = make_run("m", [False] * n, [f"m{i % 5}" for i in range(n)])
+    reference = make_run("r", [i < 6 for i in range(n)], ["gold" if i < 6 else f"r{i % 3}" for i in range(n)])
+    test = reference_test(teacher, model, [reference], iters=2000)
+    assert test.p_value > 0.5
+
+
+def test_shared_blank_answers_are_not_shared_wrong_answers() -> None:
+    """Both silent on the same (say, too long) prompts: a shared failure to answer, not copying."""
+    n = 200
+    silent = [i % 2 == 0 for i in range(n)]
+    teacher = make_run("t", [False] * n, ["" if s else f"t{i}" for i, s in enumerate(silent)])
+    model = make_run("m", [False] * n, ["  \n" if s else f"m{i}" for i, s in enumerate(silent)])
+    reference = make_run("r", [False] * n, [f"r{i}" for i in range(n)])
+    assert reference_test(teacher, model, [reference], iters=2000).p_value > 0.5
+    # the same items with a real shared wrong answer are evidence
+    copied = make_run("c", [False] * n, [f"t{i}" if not s else f"c{i}" for i, s in enumerate(silent)])
+    assert reference_test(teacher, copied, [reference], iters=2000).p_value < 0.01

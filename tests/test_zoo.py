@@ -194,7 +194,7 @@ def test_saved_checkpoint_reloads_to_identical_logits(tmp_path, tiny_examples):
 
 def test_miniature_build_is_deterministic(miniature_builds):
     first, second, _ = miniature_builds
-    for name in ("teacher", "student", "control"):
+    for name in ("teacher", "student", "control", "control-b"):
         assert fingerprint(first / name) == fingerprint(second / name)
         assert (first / name / "model.safetensors").read_bytes() == (second / name / "model.safetensors").read_bytes()
 
@@ -202,7 +202,7 @@ def test_miniature_build_is_deterministic(miniature_builds):
 def test_miniature_build_writes_cards_and_manifest(miniature_builds):
     first, _, manifest = miniature_builds
     on_disk = json.loads((first / "manifest.json").read_text())
-    assert on_disk["models"].keys() == {"teacher", "student", "control"}
+    assert on_disk["models"].keys() == {"teacher", "student", "control", "control-b"}
     for name, facts in on_disk["models"].items():
         assert facts["fingerprint"] == fingerprint(first / name)
         assert facts["fingerprint"] in (first / name / "README.md").read_text()
@@ -211,9 +211,29 @@ def test_miniature_build_writes_cards_and_manifest(miniature_builds):
     models = on_disk["models"]
     assert models["student"]["teacher_forward_flops"] == (
         2 * models["teacher"]["matmul_parameters"] * models["student"]["training_tokens"])
-    assert models["control"]["teacher_forward_flops"] == 0
+    assert models["control"]["teacher_forward_flops"] == models["control-b"]["teacher_forward_flops"] == 0
     assert models["student"]["training_tokens"] == models["control"]["training_tokens"]  # same batches
+    # the second control differs from the first only by its initial weights
+    assert models["control-b"]["training_tokens"] == models["control"]["training_tokens"]
+    assert models["control-b"]["fingerprint"] != models["control"]["fingerprint"]
     assert manifest["models"]["student"]["fingerprint"] == models["student"]["fingerprint"]
+
+
+def test_partial_rebuild_retrains_one_model_and_keeps_the_others(miniature_builds, tiny_data, tmp_path):
+    import shutil
+
+    first, _, _ = miniature_builds
+    copy = tmp_path / "zoo"
+    shutil.copytree(first, copy)
+    (copy / "control-b" / "model.safetensors").unlink()
+    before = json.loads((copy / "manifest.json").read_text())
+    build_zoo(copy, data_root=tiny_data, plan=TINY_PLAN, only=("control-b",), progress=lambda _: None)
+    after = json.loads((copy / "manifest.json").read_text())
+    assert fingerprint(copy / "control-b") == fingerprint(first / "control-b")  # same recipe, same weights
+    assert after["models"]["control-b"]["command"].endswith("--only control-b")
+    for name in ("teacher", "student", "control"):
+        assert after["models"][name] == before["models"][name]
+    assert "control-b" in after["rebuilt"]
 
 
 def test_distillation_pulls_the_student_towards_the_teacher(miniature_builds, tiny_examples):
@@ -263,7 +283,7 @@ def _exercise_lm_eval(lm) -> None:
 
 # --- the committed checkpoints ----------------------------------------------------------------
 
-COMMITTED = ("teacher", "student", "control")
+COMMITTED = ("teacher", "student", "control", "control-b")
 committed_missing = not all((ZOO_DIR / n / "model.safetensors").is_file() for n in COMMITTED) or not (
     ZOO_DIR / "manifest.json").is_file()
 needs_committed = pytest.mark.skipif(committed_missing, reason="the zoo checkpoints are not built yet "
@@ -303,11 +323,12 @@ def test_committed_student_is_small_and_control_matches_it():
 
     sizes = {n: parameter_counts(AutoModelForCausalLM.from_pretrained(ZOO_DIR / n))["total"] for n in COMMITTED}
     assert sizes["teacher"] >= 4 * sizes["student"]
-    assert sizes["control"] == sizes["student"]
-    student, control = (AutoConfig.from_pretrained(ZOO_DIR / n).to_dict() for n in ("student", "control"))
-    for config in (student, control):
+    assert sizes["control"] == sizes["control-b"] == sizes["student"]
+    student, control, control_b = (AutoConfig.from_pretrained(ZOO_DIR / n).to_dict()
+                                   for n in ("student", "control", "control-b"))
+    for config in (student, control, control_b):
         config.pop("_name_or_path", None)  # where it was loaded from
-    assert student == control
+    assert student == control == control_b
 
 
 @needs_committed
@@ -319,3 +340,13 @@ def test_committed_checkpoints_fit_the_size_budget():
 @needs_committed
 def test_committed_teacher_runs_in_lm_eval():
     _exercise_lm_eval(_hflm(ZOO_DIR / "teacher"))
+
+
+def test_cli_zoo_build_takes_the_build_verb(capsys):
+    from pytest_distillbench.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["zoo", "build", "--help"])
+    assert exc.value.code == 0 and "--only" in capsys.readouterr().out
+    assert cli_main(["zoo", "train"]) == 2
+    assert "usage: distillbench zoo build" in capsys.readouterr().err

@@ -8,6 +8,7 @@ drawn from a seeded generator that the student and the control share.
 from __future__ import annotations
 
 import argparse
+import json
 import pickle
 import platform
 import time
@@ -29,6 +30,11 @@ from .validation import validation_scores
 
 DEFAULT_DATA = ZOO_DIR.parents[1] / "suites" / "data"
 THREADS = 2
+MODELS = ("teacher", "student", "control", "control-b")
+# Controls: the student's shape, data and steps, labels only. "control" also shares the student's
+# initial weights (only the teacher's logits differ between them); "control-b" starts from its own
+# seed, so each control has an independent reference when the evidence asks whether *it* copies.
+CONTROL_INIT = {"control": "student_init", "control-b": "control_b_init"}
 
 
 @dataclass(frozen=True)
@@ -89,9 +95,13 @@ def save_checkpoint(model, directory: Path) -> None:
 
 def build_zoo(out_dir: Path, *, scale: float = 1.0, seed: int = 0,
               progress: Callable[[str], None] = print, data_root: Path | None = None,
-              plan: ZooPlan | None = None, only_control: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train and save ``teacher/``, ``student/`` and ``control/`` under ``out_dir`` with their
-    model cards and ``manifest.json``; return the manifest's content."""
+              plan: ZooPlan | None = None, only: tuple[str, ...] = MODELS,
+              control_logs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train and save ``teacher/``, ``student/``, ``control/`` and ``control-b/`` under
+    ``out_dir`` with their model cards and ``manifest.json``; return the manifest's content.
+
+    ``only`` retrains some of them and keeps the others' cards in the manifest (a student
+    trained alone distils from the saved teacher)."""
     out_dir = Path(out_dir)
     data_root = Path(data_root) if data_root is not None else DEFAULT_DATA
     base_plan = plan or ZooPlan()
@@ -111,8 +121,11 @@ def build_zoo(out_dir: Path, *, scale: float = 1.0, seed: int = 0,
     pad_id = build_tokenizer().pad_token_id
     progress(f"zoo: {len(examples)} tasks, {sum(data.values()):,} train examples from {data_root}")
 
-    seeds = {"data_order": seed, "teacher_init": seed + 1, "student_init": seed + 2}
+    seeds = {"data_order": seed, "teacher_init": seed + 1, "student_init": seed + 2,
+             "control_b_init": seed + 3}
     command = f"distillbench zoo build --seed {seed} --steps-scale {scale:g}"
+    if set(only) != set(MODELS):
+        command += " --only " + " ".join(m for m in MODELS if m in only)
     facts: dict[str, ModelFacts] = {}
 
     def order(config: TrainConfig):
@@ -130,81 +143,104 @@ def build_zoo(out_dir: Path, *, scale: float = 1.0, seed: int = 0,
                              threads=torch.get_num_threads(), teacher=teacher)
         write_card(directory, facts[name])
 
-    def train_student_like(name: str, teacher=None, threads: int = plan.threads) -> None:
-        torch.set_num_threads(threads)
-        model = make_model(plan.student_shape, seeds["student_init"])
+    def train_control(name: str) -> TrainLog:
+        model = make_model(plan.student_shape, seeds[CONTROL_INIT[name]])
         progress(f"[{name}] {parameter_counts(model)}")
-        log = train(model, order(plan.student), plan.student, pad_id=pad_id, teacher=teacher,
-                    name=name, progress=progress)
-        finish(name, name, model, log, plan.student, teacher=teacher)
-
-    if only_control is not None:  # the child process of a parallel build: train and save only
-        torch.set_num_threads(1)
-        model = make_model(plan.student_shape, seeds["student_init"])
-        progress(f"[control] {parameter_counts(model)}")
-        log = train(model, order(plan.student), plan.student, pad_id=pad_id, name="control",
+        log = train(model, order(plan.student), plan.student, pad_id=pad_id, name=name,
                     progress=progress)
-        save_checkpoint(model, out_dir / "control")
-        only_control["log"] = log
+        save_checkpoint(model, out_dir / name)
+        return log
+
+    controls = [name for name in CONTROL_INIT if name in only]
+    if control_logs is not None:  # the child process of a parallel build: train and save only
+        torch.set_num_threads(1)
+        for name in controls:
+            control_logs[name] = train_control(name)
         return {}
     control_job = None
-    if plan.parallel_control:
+    if plan.parallel_control and controls and "teacher" in only:
         import multiprocessing
 
         # a plain (non-daemon) process: validation runs generated code in child processes
         control_job = multiprocessing.get_context("spawn").Process(
-            target=_control_process, args=(out_dir, scale, seed, data_root, base_plan))
+            target=_control_process, args=(out_dir, scale, seed, data_root, base_plan, tuple(controls)))
         control_job.start()
         torch.set_num_threads(1)
-    teacher = make_model(plan.teacher_shape, seeds["teacher_init"])
-    progress(f"[teacher] {parameter_counts(teacher)}")
-    log = train(teacher, order(plan.teacher), plan.teacher, pad_id=pad_id, name="teacher",
-                progress=progress)
-    finish("teacher", "teacher", teacher, log, plan.teacher)
+    from transformers import GPT2LMHeadModel
+
+    if "teacher" in only:
+        teacher = make_model(plan.teacher_shape, seeds["teacher_init"])
+        progress(f"[teacher] {parameter_counts(teacher)}")
+        log = train(teacher, order(plan.teacher), plan.teacher, pad_id=pad_id, name="teacher",
+                    progress=progress)
+        finish("teacher", "teacher", teacher, log, plan.teacher)
+    elif "student" in only:
+        teacher = GPT2LMHeadModel.from_pretrained(out_dir / "teacher").eval()
     if control_job is not None:
         control_job.join()
-        facts_file = out_dir / "control" / ".facts.pickle"
-        if control_job.exitcode != 0 or not facts_file.is_file():
-            raise RuntimeError(f"training the control failed (exit code {control_job.exitcode})")
-        log = pickle.loads(facts_file.read_bytes())
-        facts_file.unlink()
-        from transformers import GPT2LMHeadModel
-
-        control = GPT2LMHeadModel.from_pretrained(out_dir / "control")
-        torch.set_num_threads(1)  # the threads it trained with, for its card
-        finish("control", "control", control, log, plan.student)
-        torch.set_num_threads(plan.threads)
-    train_student_like("student", teacher=teacher, threads=plan.threads)
-    if control_job is None:
-        train_student_like("control")
+        if control_job.exitcode != 0:
+            raise RuntimeError(f"training the controls failed (exit code {control_job.exitcode})")
+    for name in controls:
+        if control_job is not None:
+            facts_file = out_dir / name / ".facts.pickle"
+            log = pickle.loads(facts_file.read_bytes())
+            facts_file.unlink()
+            torch.set_num_threads(1)  # the threads it trained with, for its card
+        else:
+            # the thread count a full build trains controls with: the same weights either way
+            torch.set_num_threads(1 if plan.parallel_control else plan.threads)
+            log = train_control(name)
+        control = GPT2LMHeadModel.from_pretrained(out_dir / name)
+        finish(name, "control", control, log, plan.student)
+    torch.set_num_threads(plan.threads)
+    if "student" in only:
+        model = make_model(plan.student_shape, seeds["student_init"])
+        progress(f"[student] {parameter_counts(model)}")
+        log = train(model, order(plan.student), plan.student, pad_id=pad_id, teacher=teacher,
+                    name="student", progress=progress)
+        finish("student", "student", model, log, plan.student, teacher=teacher)
 
     elapsed = time.perf_counter() - started
     extra = {"build_seconds": round(elapsed, 1), "seed": seed, "steps_scale": scale,
              "command": command, "data_root": "suites/data"}
-    write_manifest(out_dir / "manifest.json", facts, extra)
-    progress(f"zoo: built in {elapsed:.0f} s")
+    manifest = out_dir / "manifest.json"
+    if set(only) != set(MODELS) and manifest.is_file():
+        # a partial rebuild: the other models' entries (and the full build's figures) stay
+        previous = json.loads(manifest.read_text(encoding="utf-8"))
+        kept = {k: ModelFacts.from_dict(v) for k, v in previous.get("models", {}).items() if k not in facts}
+        extra = {**{k: v for k, v in previous.items() if k != "models"},
+                 "rebuilt": {**previous.get("rebuilt", {}), ",".join(only): round(elapsed, 1)}}
+        facts = {**kept, **facts}
+    write_manifest(manifest, facts, extra)
+    progress(f"zoo: built {', '.join(only)} in {elapsed:.0f} s")
     return {**extra, "models": {k: v.to_dict() for k, v in facts.items()}}
 
 
-def _control_process(out_dir: Path, scale: float, seed: int, data_root: Path, plan: ZooPlan) -> None:
-    """The control alone, on one thread, in a child process; leaves its facts for the manifest."""
-    result: dict[str, Any] = {}
-    build_zoo(out_dir, scale=scale, seed=seed, data_root=data_root, plan=plan, only_control=result,
-              progress=lambda line: print(line, flush=True))
-    (Path(out_dir) / "control" / ".facts.pickle").write_bytes(pickle.dumps(result["log"]))
+def _control_process(out_dir: Path, scale: float, seed: int, data_root: Path, plan: ZooPlan,
+                     controls: tuple[str, ...]) -> None:
+    """The controls, one after the other on one thread, in a child process; leaves their
+    training logs for the parent to write the cards and the manifest."""
+    logs: dict[str, Any] = {}
+    build_zoo(out_dir, scale=scale, seed=seed, data_root=data_root, plan=plan, only=controls,
+              control_logs=logs, progress=lambda line: print(line, flush=True))
+    for name, log in logs.items():
+        (Path(out_dir) / name / ".facts.pickle").write_bytes(pickle.dumps(log))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="distillbench zoo build",
-                                     description="Train the embedded teacher, student and control.")
+                                     description="Train the embedded teacher, student and controls.")
     parser.add_argument("--out", type=Path, default=ZOO_DIR, help="where to write the checkpoints")
     parser.add_argument("--steps-scale", type=float, default=1.0,
                         help="multiply every step count (e.g. 0.01 for a miniature build)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
                         help="root of <suite>/<task>/{train,validation}.jsonl")
+    parser.add_argument("--only", nargs="+", choices=MODELS, default=list(MODELS),
+                        help="retrain only these (a student alone distils from the saved teacher)")
     args = parser.parse_args(argv)
     build_zoo(args.out, scale=args.steps_scale, seed=args.seed, data_root=args.data,
+              only=tuple(m for m in MODELS if m in args.only),
               progress=lambda line: print(line, flush=True))
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,10 @@ class ModelFacts:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelFacts:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
 
 def _describe_role(facts: ModelFacts) -> str:
     if facts.role == "teacher":
@@ -43,8 +47,12 @@ def _describe_role(facts: ModelFacts) -> str:
         return (f"A student distilled from `{facts.teacher}` (Hinton et al. 2015): "
                 f"loss = {t['alpha']}·T²·KL(teacher_T ‖ student_T) + {1 - t['alpha']:g}·CE, "
                 f"T = {t['temperature']}, on the target positions.")
-    return ("A control: the student's architecture, initialisation, data order and steps, "
-            "trained on the labels alone; it never saw the teacher.")
+    if facts.name == "control":
+        return ("A control: the student's architecture, initialisation, data order and steps, "
+                "trained on the labels alone; it never saw the teacher.")
+    return ("A second control: the student's architecture, data order and steps from its own "
+            "initial weights, trained on the labels alone; it never saw the teacher. It is the "
+            "reference when the evidence asks whether the first control copies the teacher.")
 
 
 def render_card(facts: ModelFacts) -> str:

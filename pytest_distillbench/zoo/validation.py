@@ -19,12 +19,18 @@ from .tokenizer import build_tokenizer
 CODE_STOPS = ("\n\n", "\ndef ", "\nclass ", "\nif __name__", "\nprint(")
 
 
+def context_length(model) -> int:
+    """Positions the model can attend over (GPT-2 and Llama configs name it differently)."""
+    config = model.config
+    return int(getattr(config, "n_positions", None) or config.max_position_embeddings)
+
+
 @torch.no_grad()
 def greedy_generate(model, prompts: Sequence[str], max_new_tokens: int, *, batch_size: int = 64) -> list[str]:
     """Greedy continuations, batched with left padding (position ids follow the mask)."""
     left = build_tokenizer()
     left.padding_side = "left"
-    limit = model.config.n_positions - max_new_tokens
+    limit = context_length(model) - max_new_tokens
     outputs: list[str] = [""] * len(prompts)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     for start in range(0, len(order), batch_size):
@@ -41,7 +47,7 @@ def greedy_generate(model, prompts: Sequence[str], max_new_tokens: int, *, batch
 @torch.no_grad()
 def continuation_logprobs(model, pairs: Sequence[tuple[str, str]], *, batch_size: int = 64) -> list[float]:
     """Summed log-probability of each continuation given its context."""
-    max_len = model.config.n_positions
+    max_len = context_length(model)
     examples = [Example("", *encode_pair(c, t, max_len)) for c, t in pairs]
     scores = [0.0] * len(examples)
     order = sorted(range(len(examples)), key=lambda i: len(examples[i]))
