@@ -178,13 +178,14 @@ def _session_verdicts(session: DistillbenchSession) -> dict[tuple[str, str], Any
             continue
         if base is None or comparability(base, fingerprint_of(outcome, task, session), outcome).blocking:
             continue
-        use_margins = session.settings.verdict == "margin"
+        use_margins = session.settings.verdict in ("margin", "margin-split")
         current_margins = margins(outcome) if use_margins else None
         comparisons.append(compare_paired(
             base.items, outcome.outcomes(),
             baseline_margins=base.margins if current_margins is not None else None,
             current_margins=current_margins if base.margins is not None else None,
-            method="margin" if use_margins and current_margins is not None and base.margins else "mcnemar"))
+            method=(session.settings.verdict if use_margins and current_margins is not None and base.margins
+                    else "mcnemar")))
         keys.append((entry.task, entry.model))
     verdicts = decide(comparisons, alpha=session.settings.alpha, min_effect=session.settings.min_effect)
     result = dict(zip(keys, verdicts, strict=True))
@@ -222,7 +223,8 @@ def check_against_baseline(session: DistillbenchSession, task: TaskSpec, model: 
     if verdict is not None:
         c = verdict.comparison
         figures.update(lost=c.lost, gained=c.gained, p_value=c.p_value, p_holm=verdict.adjusted_p,
-                       regressed=verdict.regressed, improved=verdict.improved)
+                       regressed=verdict.regressed, improved=verdict.improved, test=c.method,
+                       **({"test_note": c.note} if c.note else {}))
         if verdict.improved:
             session.warnings.append(f"{task.id} [{model}]: improved on its baseline "
                                     f"({base.score:.3f} -> {run.score:.3f}, p={verdict.adjusted_p:.3g})")

@@ -42,7 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="device for local models: auto (default), cpu, cuda, cuda:1")
     group.addoption("--distillbench-batch-size", metavar="N", type=int, default=None,
                     help="batch size for local models (default 32)")
-    group.addoption("--distillbench-verdict", choices=("mcnemar", "margin"), default=None,
+    group.addoption("--distillbench-verdict", choices=("mcnemar", "margin", "margin-split"), default=None,
                     help="paired regression test against baselines")
     group.addoption("--distillbench-flops", choices=("analytic", "measured"), default=None,
                     help="how FLOPs are counted (measured: torch FlopCounterMode, HF only)")

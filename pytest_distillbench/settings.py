@@ -26,7 +26,7 @@ _TOP_KEYS = {
     "models", "baselines", "cache_dir", "min_effect", "alpha", "max_flops_increase", "verdict",
     "seed", "batch_size", "device", "offline", "flops", "report", "markdown", "json",
 }
-VERDICT_METHODS = ("mcnemar", "margin")
+VERDICT_METHODS = ("mcnemar", "margin", "margin-split")
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,29 @@ Tests available (``method``):
   accuracy test is still reported, and a failure still needs the score to drop by
   ``min_effect``. When margins are missing for any paired item it falls back to McNemar and
   says so in ``note``.
+* ``"margin-split"``: a margin test that a change of confidence alone should not fail
+  (:func:`margin_split_sides`). The items both runs answer right and the items both answer
+  wrong each get a Wilcoxon signed-rank test on their raw margin drops, Stouffer-combined with
+  exact McNemar on the items whose answer changed; the run counts as worse only if both
+  halves say so (an intersection-union test: p is the larger of the two, level alpha without
+  correction). A real drop lowers every margin. A run that is only less sure of its right
+  answers leaves the "wrong" half untouched, a higher temperature raises the wrong answers'
+  margins, and the mirror cases leave the "right" half untouched. Same minimum effect and
+  fallback as ``"margin"``.
 
 Why McNemar stays the default (``python benchmarks/verdicts.py``, 2000 simulated runs per
 row, seed 0): with 500 items, 20 % of them discordant and a real 5-point drop, the margin test
 caught 97.6 % of drops against McNemar's 78.1 % (200 items: 73.8 % against 42.3 %), and it
 failed at most 4.2 % of unchanged runs, also when every margin was halved. But when only
 the right answers' margins were halved, accuracy unchanged, it failed 40 % / 33 % / 18 % of
-runs at 200 / 500 / 2000 items, where McNemar stayed under 5 %. Mid-p McNemar was rejected
-for the gate: its false-alarm rate exceeds alpha for some numbers of discordant items.
+runs at 200 / 500 / 2000 items (34 % at 500 items when only the wrong answers' margins were
+doubled), where McNemar stayed under 5 %. ``"margin-split"`` failed at most 4.3 % of
+unchanged runs in every row, those distortions included (at most 1.4 % without them, where
+McNemar failed 3.1-5.5 %), but caught 89.1 % of 5-point drops at 500 items / 20 %
+discordant (200 items: 45.7 %), short of the 90 % target, and fewer than McNemar at 30 %
+discordant (500 items: 63.0 % against 65.1 %; 200 items: 25.1 % against 31.2 %). Mid-p
+McNemar was rejected for the gate: its false-alarm rate exceeds alpha for some numbers of
+discordant items.
 """
 
 from __future__ import annotations
@@ -41,19 +56,21 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats as sps
-from scipy.stats import rankdata
 
 from pytest_distillbench import stats
 from pytest_distillbench.errors import DistillbenchError
 from pytest_distillbench.records import ItemRecord
+from pytest_distillbench.stats import scipy_stats
 
-METHODS = ("mcnemar", "margin")
+METHODS = ("mcnemar", "margin", "margin-split")
+_MARGIN_METHODS = ("margin", "margin-split")
 
 _DESCRIPTIONS = {
     "mcnemar": "exact McNemar on the items that changed",
     "sign-flip": "sign-flip permutation test on per-item score differences",
     "margin": "Wilcoxon signed-rank on per-item answer margins (within-run signed ranks)",
+    "margin-split": "split margin test: items right in both runs and items wrong in both runs must each "
+                    "show a drop (Wilcoxon on margin drops, with McNemar on the items that changed)",
 }
 
 # Scores differ from a threshold by rounding only (e.g. 0.7 - 0.69 = 0.0100000000000000009).
@@ -76,6 +93,7 @@ class PairedComparison:
     accuracy_p_value: float  # the accuracy test's one-sided p, whatever ``method`` is
     accuracy_method: str = "mcnemar"  # "mcnemar" (0/1 scores) or "sign-flip"
     margin_p_value: float | None = None
+    margin_sides: tuple[float, float] | None = None  # margin-split: p (worse) of the right, wrong side
     name: str = ""
     note: str = ""  # e.g. why a requested method was not used
 
@@ -112,7 +130,10 @@ class Verdict:
             f"  p-value (run worse): {_fmt_p(c.p_value)} raw, {_fmt_p(self.adjusted_p)} "
             f"Holm-adjusted over {self.family_size} comparison{'s' if self.family_size != 1 else ''}",
         ]
-        if c.method == "margin":
+        if c.margin_sides is not None:
+            lines.append(f"  sides (run worse): answered right in both runs {_fmt_p(c.margin_sides[0])}, "
+                         f"wrong in both runs {_fmt_p(c.margin_sides[1])}; the larger one counts")
+        if c.method in _MARGIN_METHODS:
             label = "McNemar" if c.accuracy_method == "mcnemar" else "sign-flip"
             lines.append(f"  accuracy-only p-value ({label}): {_fmt_p(c.accuracy_p_value)} raw")
         lines.append(f"  alpha: {self.alpha:g}, minimum effect: {self.min_effect:.4f}")
@@ -149,6 +170,8 @@ def item_margins(records: Iterable[ItemRecord]) -> dict[str, float]:
 
 def _within_run_signed_ranks(margins: np.ndarray) -> np.ndarray:
     # Invariant to any odd increasing rescaling of one run's margins (e.g. a temperature).
+    from scipy.stats import rankdata  # scipy.stats is imported only when a verdict is computed
+
     return np.sign(margins) * rankdata(np.abs(margins), axis=-1) / margins.shape[-1]
 
 
@@ -168,10 +191,67 @@ def _wilcoxon_rows(drops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     large = np.flatnonzero(nonzero > _WILCOXON_EXACT_MAX)
     if large.size:
         # Normal approximation without continuity correction: the two sides add up to 1.
-        worse[large] = sps.wilcoxon(drops[large], alternative="greater", zero_method="wilcox",
+        worse[large] = scipy_stats().wilcoxon(drops[large], alternative="greater", zero_method="wilcox",
                                     method="asymptotic", axis=1).pvalue
         better[large] = 1.0 - worse[large]
     return worse, better
+
+
+def _mcnemar_rows(lost: np.ndarray, gained: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact one-sided McNemar per row, (worse, better): lost ~ Binomial(lost + gained, 1/2).
+    Rows without discordant items get p = 1 from both tails, as in stats.mcnemar_exact."""
+    changed = lost + gained
+    binom = scipy_stats().binom
+    return (np.where(changed > 0, binom.sf(lost - 1, changed, 0.5), 1.0),
+            np.where(changed > 0, binom.cdf(lost, changed, 0.5), 1.0))
+
+
+# Stouffer z-scores are clipped to +-8 so that an exact p of 1 stays finite (p changes < 1e-15).
+_Z_CLIP = 8.0
+
+
+def _stouffer(pvalues: Sequence[np.ndarray], weights: Sequence[np.ndarray]) -> np.ndarray:
+    """Weighted Stouffer combination of independent one-sided p-values, row by row; p = 1 in
+    rows where every weight is 0."""
+    norm = scipy_stats().norm
+    z = sum(w * np.clip(norm.isf(p), -_Z_CLIP, _Z_CLIP) for p, w in zip(pvalues, weights, strict=True))
+    total = np.sqrt(sum(w**2 for w in weights))
+    return np.where(total > 0, norm.sf(z / np.where(total > 0, total, 1.0)), 1.0)
+
+
+Sides = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def margin_split_sides(baseline_margins: npt.ArrayLike, current_margins: npt.ArrayLike) -> Sides:
+    """The two halves of the split margin test (``method="margin-split"``), each as one-sided
+    p-values per row: ``((right_worse, right_better), (wrong_worse, wrong_better))``.
+
+    The "right" side is a Wilcoxon signed-rank test on the raw margin drops of the items both
+    runs answer right (margin > 0), the "wrong" side the same on the items both answer wrong;
+    each is Stouffer-combined (weights sqrt(items)) with exact McNemar on the items whose
+    answer changed. Group membership depends only on the two signs, so swapping the runs of
+    an item keeps it in its group and each side is a valid test when the runs are exchangeable
+    item by item. The "wrong" side never reads a positive margin's size: changing the current
+    run's confidence in its right answers (any sign-preserving recalibration of its positive
+    margins) leaves it unchanged, and the "right" side likewise for negative margins.
+
+    The test itself is the intersection-union of the two: a run is worse only if both sides
+    say so, so its p-value is the larger of the two (likewise for better). That is level
+    alpha without any correction whenever either side's null holds.
+    """
+    m0, m1 = _as_rows(baseline_margins, "baseline margins"), _as_rows(current_margins, "current margins")
+    if m0.shape != m1.shape:
+        raise ValueError(f"baseline and current margins differ in shape: {m0.shape} != {m1.shape}")
+    right0, right1 = m0 > 0, m1 > 0
+    mc_worse, mc_better = _mcnemar_rows(np.sum(right0 & ~right1, axis=1), np.sum(~right0 & right1, axis=1))
+    changed = np.sqrt(np.sum(right0 != right1, axis=1))
+    sides = []
+    for group in (right0 & right1, ~right0 & ~right1):
+        drops = np.where(group, m0 - m1, 0.0)
+        w_worse, w_better = _wilcoxon_rows(drops)
+        weights = [np.sqrt(np.count_nonzero(drops, axis=1)), changed]
+        sides.append((_stouffer([w_worse, mc_worse], weights), _stouffer([w_better, mc_better], weights)))
+    return sides[0], sides[1]
 
 
 def _as_rows(values: npt.ArrayLike, what: str) -> np.ndarray:
@@ -211,11 +291,7 @@ def compare_paired_arrays(
     lost = np.sum(base_right & ~cur_right, axis=1)
     gained = np.sum(~base_right & cur_right, axis=1)
     binary = np.all(np.isin(base, (0.0, 1.0)), axis=1) & np.all(np.isin(cur, (0.0, 1.0)), axis=1)
-    # Exact McNemar on all rows at once (b ~ Binomial(b + c, 1/2)); rows without discordant
-    # items get p = 1 from both tails, as in stats.mcnemar_exact.
-    discordant = lost + gained
-    acc_worse = np.where(discordant > 0, sps.binom.sf(lost - 1, discordant, 0.5), 1.0)
-    acc_better = np.where(discordant > 0, sps.binom.cdf(lost, discordant, 0.5), 1.0)
+    acc_worse, acc_better = _mcnemar_rows(lost, gained)
     for i in np.flatnonzero(~binary):
         acc_worse[i] = stats.sign_flip_test(base[i] - cur[i], alternative="greater")
         acc_better[i] = stats.sign_flip_test(base[i] - cur[i], alternative="less")
@@ -224,8 +300,9 @@ def compare_paired_arrays(
     worse, better = acc_worse.copy(), acc_better.copy()
     used = accuracy_method.astype(object)
     margin_p: list[float | None] = [None] * runs
+    sides: list[tuple[float, float] | None] = [None] * runs
     notes = [""] * runs
-    if method == "margin":
+    if method in _MARGIN_METHODS:
         usable = np.zeros(runs, dtype=bool)
         if baseline_margins is None or current_margins is None:
             reason = "margins not available for both runs"
@@ -237,12 +314,17 @@ def compare_paired_arrays(
             usable = np.all(np.isfinite(m0), axis=1) & np.all(np.isfinite(m1), axis=1)
             reason = "margins contain non-finite values"
             rows = np.flatnonzero(usable)
-            if rows.size:
+            if rows.size and method == "margin":
                 drops = _within_run_signed_ranks(m0[rows]) - _within_run_signed_ranks(m1[rows])
                 worse[rows], better[rows] = _wilcoxon_rows(drops)
-                used[rows] = "margin"
-                for i in rows:
-                    margin_p[i] = float(worse[i])
+            elif rows.size:
+                (right, right_better), (wrong, wrong_better) = margin_split_sides(m0[rows], m1[rows])
+                worse[rows], better[rows] = np.maximum(right, wrong), np.maximum(right_better, wrong_better)
+                for j, i in enumerate(rows):
+                    sides[i] = (float(right[j]), float(wrong[j]))
+            used[rows] = method
+            for i in rows:
+                margin_p[i] = float(worse[i])
         for i in np.flatnonzero(~usable):
             notes[i] = f"margin test not used ({reason}); fell back to {accuracy_method[i]}"
 
@@ -261,6 +343,7 @@ def compare_paired_arrays(
             accuracy_p_value=float(acc_worse[i]),
             accuracy_method=str(accuracy_method[i]),
             margin_p_value=margin_p[i],
+            margin_sides=sides[i],
             name=name,
             note=notes[i],
         )
@@ -285,7 +368,7 @@ def compare_paired(
     if not keys:
         raise ValueError("the baseline and the run have no items in common")
     margins: dict[str, np.ndarray] = {}
-    if method == "margin" and baseline_margins is not None and current_margins is not None:
+    if method in _MARGIN_METHODS and baseline_margins is not None and current_margins is not None:
         missing = sum(1 for k in keys if k not in baseline_margins or k not in current_margins)
         if missing:
             comparison = compare_paired(baseline, current, method="mcnemar", name=name)

@@ -40,6 +40,19 @@ def test_missing_then_update_then_pass(pytester: pytest.Pytester, tiny_model: Pa
     run(pytester, "-k", "baseline").assert_outcomes(passed=1)
 
 
+@pytest.mark.parametrize("method", ["mcnemar", "margin", "margin-split"])
+def test_verdict_method_is_selectable_and_recorded(pytester: pytest.Pytester, tiny_model: Path,
+                                                   method: str) -> None:
+    write_project(pytester.path, {"teacher": ("teacher", tiny_model)}, [mc_task()])
+    run(pytester, "-k", "baseline", "--distillbench-update-baselines").assert_outcomes(passed=1)
+    run(pytester, "-k", "baseline", "--distillbench-verdict", method,
+        "--distillbench-json", "run.json").assert_outcomes(passed=1)
+    items = json.loads((pytester.path / "run.json").read_text())["items"]
+    (figures,) = [i["figures"] for i in items.values() if i["kind"] == "baseline"]
+    assert figures["test"] == method and figures["regressed"] is False
+    assert run(pytester, "--distillbench-verdict", "coin-toss").ret == pytest.ExitCode.USAGE_ERROR
+
+
 def test_changed_data_is_not_comparable(pytester: pytest.Pytester, tiny_model: Path) -> None:
     write_project(pytester.path, {"teacher": ("teacher", tiny_model)}, [mc_task()])
     run(pytester, "-k", "baseline", "--distillbench-update-baselines").assert_outcomes(passed=1)

@@ -20,6 +20,7 @@ from pytest_distillbench.verdicts import (
     compare_paired_arrays,
     decide,
     item_margins,
+    margin_split_sides,
 )
 
 
@@ -123,11 +124,12 @@ def test_margin_test_ignores_a_run_that_is_only_less_confident():
     assert c.method == "margin" and c.p_value == 1.0 and c.p_value_improved == 1.0
 
 
+@pytest.mark.parametrize("method", ["margin", "margin-split"])
 @pytest.mark.parametrize("margins", [None, {"doc0": 0.3}])
-def test_margin_method_falls_back_to_mcnemar_when_margins_are_missing(margins):
+def test_margin_method_falls_back_to_mcnemar_when_margins_are_missing(margins, method):
     base, cur = _scores([1, 1, 0, 1]), _scores([0, 1, 0, 0])
     c = compare_paired(base, cur, baseline_margins=margins, current_margins=_scores([1, 1, -1, 1]),
-                       method="margin")
+                       method=method)
     assert c.method == "mcnemar" and c.margin_p_value is None
     assert "fell back to mcnemar" in c.note
     assert c.p_value == pytest.approx(stats.mcnemar_exact(2, 0))
@@ -136,12 +138,73 @@ def test_margin_method_falls_back_to_mcnemar_when_margins_are_missing(margins):
 def test_array_and_mapping_entry_points_agree():
     m0 = np.stack([_margin_runs(n=120, shift=s, seed=i)[0] for i, s in enumerate((0.0, 0.2, 0.4))])
     m1 = np.stack([_margin_runs(n=120, shift=s, seed=i)[1] for i, s in enumerate((0.0, 0.2, 0.4))])
-    for method in ("mcnemar", "margin"):
+    for method in ("mcnemar", "margin", "margin-split"):
         by_array = compare_paired_arrays(m0 > 0, m1 > 0, baseline_margins=m0, current_margins=m1, method=method)
         for row, comparison in enumerate(by_array):
             by_map = compare_paired(_scores(m0[row] > 0), _scores(m1[row] > 0), baseline_margins=_scores(m0[row]),
                                     current_margins=_scores(m1[row]), method=method)
             assert by_map == comparison
+
+
+# --- the split margin test ------------------------------------------------------------------
+
+_margin = st.floats(-20, 20).filter(lambda x: abs(x) > 1e-3)
+_margin_pairs = st.lists(st.tuples(_margin, _margin), min_size=1, max_size=120)
+
+
+def _columns(pairs) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
+
+
+@given(_margin_pairs)
+def test_split_sides_are_p_values_and_swapping_the_runs_swaps_worse_and_better(pairs):
+    m0, m1 = _columns(pairs)
+    forward, backward = margin_split_sides(m0, m1), margin_split_sides(m1, m0)
+    for (worse, better), (worse_swapped, better_swapped) in zip(forward, backward, strict=True):
+        assert np.all((worse >= 0) & (worse <= 1) & (better >= 0) & (better <= 1))
+        assert worse_swapped == pytest.approx(better, abs=1e-9)
+        assert better_swapped == pytest.approx(worse, abs=1e-9)
+
+
+@given(_margin_pairs, st.floats(0.1, 10), st.floats(0.5, 2), st.booleans())
+def test_each_side_ignores_a_recalibration_of_the_other_sides_margins(pairs, scale, power, positive):
+    # Any sign-preserving increasing map of the run's right (or wrong) answers' margins only.
+    m0, m1 = _columns(pairs)
+    sign = 1.0 if positive else -1.0
+    touched = sign * m1 > 0
+    recalibrated = np.where(touched, sign * scale * np.abs(m1) ** power, m1)
+    before, after = margin_split_sides(m0, m1), margin_split_sides(m0, recalibrated)
+    untouched = 1 if positive else 0  # the "wrong" side never reads a positive margin's size
+    assert np.array_equal(before[untouched], after[untouched])
+
+
+def test_split_margin_test_ignores_a_run_less_sure_only_of_its_right_answers():
+    # Nothing changed but the run's confidence in the answers it gets right (halved).
+    m0, m1 = _margin_runs(seed=0)
+    halved = np.where(m1 > 0, 0.5 * m1, m1)
+    by_method = {method: compare_paired(_scores(m0 > 0), _scores(halved > 0), baseline_margins=_scores(m0),
+                                        current_margins=_scores(halved), method=method)
+                 for method in ("margin", "margin-split")}
+    split = by_method["margin-split"]
+    assert split.drop >= 0.01  # noise alone lowered the score past the minimum effect
+    assert decide([by_method["margin"]])[0].regressed  # the plain margin test fails it
+    assert split.margin_sides is not None and split.margin_sides[0] < 1e-6  # the right side is fooled,
+    assert split.margin_sides[1] == margin_split_sides(m0, m1)[1][0][0]  # the wrong side is not
+    assert split.p_value == split.margin_sides[1] > 0.05 and not decide([split])[0].regressed
+
+
+def test_split_margin_test_fails_a_uniformly_worse_run_that_mcnemar_misses():
+    m0, m1 = _margin_runs(shift=0.15)
+    split = compare_paired(_scores(m0 > 0), _scores(m1 > 0), baseline_margins=_scores(m0),
+                           current_margins=_scores(m1), method="margin-split")
+    assert split.method == "margin-split" and split.p_value == split.margin_p_value == max(split.margin_sides)
+    assert split.p_value < 1e-4 < split.accuracy_p_value
+    mcnemar = compare_paired(_scores(m0 > 0), _scores(m1 > 0))
+    (verdict,) = decide([split], alpha=1e-4)
+    assert verdict.regressed and not decide([mcnemar], alpha=1e-4)[0].regressed
+    text = verdict.message()
+    assert "split margin test" in text and "sides (run worse): answered right in both runs" in text
+    assert "accuracy-only p-value (McNemar)" in text
 
 
 def test_batched_wilcoxon_matches_one_test_per_row():
@@ -234,7 +297,7 @@ def _simulated(runs, n, shift, rng):
     return m0, m1
 
 
-@pytest.mark.parametrize("method", ["mcnemar", "margin"])
+@pytest.mark.parametrize("method", ["mcnemar", "margin", "margin-split"])
 def test_gate_holds_its_false_alarm_rate_when_nothing_changed(method):
     rng = np.random.default_rng(42)
     m0, m1 = _simulated(1500, 300, 0.0, rng)
@@ -252,11 +315,13 @@ def test_session_false_alarm_rate_with_holm_stays_under_alpha():
     assert rate <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / len(sessions))
 
 
-def test_margin_test_is_more_powerful_than_mcnemar_on_a_uniform_shift():
+def test_margin_tests_are_more_powerful_than_mcnemar_on_a_uniform_shift():
     rng = np.random.default_rng(4)
     m0, m1 = _simulated(400, 300, 0.12, rng)
     power = {}
-    for method in ("mcnemar", "margin"):
+    for method in ("mcnemar", "margin", "margin-split"):
         comparisons = compare_paired_arrays(m0 > 0, m1 > 0, baseline_margins=m0, current_margins=m1, method=method)
         power[method] = np.mean([decide([c])[0].regressed for c in comparisons])
     assert power["margin"] > power["mcnemar"] + 0.2
+    # The split keeps less of that edge: 0.50 against McNemar's 0.45 on these runs.
+    assert power["margin-split"] > power["mcnemar"]
