@@ -367,8 +367,7 @@ class Evaluator:
                   device: str, count: Callable[[str], int] | None) -> Outcome:
         from lm_eval import simple_evaluate
 
-        _register_filters()
-        lm_task = self._load_task(task, spec)
+        lm_task = self._load_task(task, spec)  # its task manager has registered our filters
         if isinstance(lm_task, Unavailable):
             self.progress(f"distillbench: {spec.name} on {task.id}: skipped ({lm_task.reason})")
             return lm_task

@@ -30,7 +30,7 @@ def surely_no_gpu() -> bool:
 
 
 def resolve_device(device: str) -> str:
-    """"auto" is CUDA when torch sees a GPU, else the CPU."""
+    """Device "auto" is CUDA when torch sees a GPU, else the CPU."""
     if device != "auto":
         return device
     if surely_no_gpu():

@@ -5,7 +5,7 @@ continues ``prompt`` (a signature and docstring) with a function body, and the b
 ``check(entry_point)`` from ``test`` returns inside the sandbox.
 
 lm-eval calls ``process_results`` one document at a time, so a task's programs are run ahead
-of it, all at once, by the ``distillbench_execute`` filter (registered on import): every
+of it, all at once, by the ``distillbench_execute`` filter (``register()``; see its note below): every
 completion of the task goes through the sandbox on a bounded thread pool, identical programs
 (same problem, same trimmed body) only once, and each response comes back as an ``Executed``
 string, the trimmed body carrying its result, which ``process_results`` only reads. Plain
