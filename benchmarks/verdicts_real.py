@@ -42,8 +42,9 @@ from tabulate import tabulate
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pytest_distillbench.records import TaskRun  # noqa: E402
 from pytest_distillbench.runfiles import load_run  # noqa: E402
-from pytest_distillbench.verdicts import compare_paired, decide, item_margins  # noqa: E402
+from pytest_distillbench.verdicts import Verdict, compare_paired, decide, item_margins  # noqa: E402
 from pytest_distillbench.zoo import ZOO_DIR  # noqa: E402
 
 WORK = ROOT / ".distillbench" / "real-verdicts"
@@ -88,8 +89,8 @@ def evaluate(students: dict[str, Path]) -> Path:
     return run_file
 
 
-def session(runs: dict[tuple[str, str], object], tasks: list[str], base: str, new: str,
-            method: str) -> list:
+def session(runs: dict[tuple[str, str], TaskRun], tasks: list[str], base: str, new: str,
+            method: str) -> list[Verdict]:
     comparisons = []
     for task in tasks:
         a, b = runs[(base, task)], runs[(new, task)]

@@ -54,14 +54,12 @@ def baseline_path(directory: Path, task: TaskSpec, model: str, backend: str) -> 
 
 
 def margins(run: TaskRun) -> dict[str, float] | None:
-    """Log-likelihood margin of the gold choice over the best wrong one, per item."""
-    out = {}
-    for r in run.records:
-        if r.choice_logprobs is None or r.gold is None or len(r.choice_logprobs) < 2:
-            return None
-        wrong = [lp for i, lp in enumerate(r.choice_logprobs) if i != r.gold]
-        out[r.doc_hash] = r.choice_logprobs[r.gold] - max(wrong)
-    return out
+    """Log-likelihood margin of the gold choice over the best wrong one, per item; None unless
+    every item has one (a baseline stores margins for all of its items or for none)."""
+    from .verdicts import item_margins
+
+    out = item_margins(run.records)
+    return out if len(out) == len(run.records) else None
 
 
 def fingerprint_of(run: TaskRun, task: TaskSpec, session: DistillbenchSession) -> dict[str, Any]:
