@@ -18,11 +18,18 @@ Descriptive figures per task and (teacher, model) pair, on the items all compare
 
 The verdict (one per task and model) weighs three fingerprints of copying, item by item:
 
-* **shared right/wrong pattern**: error consistency split into per-item terms ``u = (same -
-  c_exp) / (1 - c_exp)``, with ``same`` = both right or both wrong and ``c_exp = p_t p_m + (1 -
-  p_t)(1 - p_m)`` from the two accuracies, so the mean of ``u`` is kappa. The chance correction
-  matters: an accurate model agrees with an accurate teacher simply by being right, and a weak
-  one shares its errors by being wrong; raw agreement (or a raw covariance) flags either.
+* **shared right/wrong pattern**: on the items where the model and a reference differ in being
+  right (one right, the other wrong), is the teacher right more often where the model is the
+  right one? Per item the score is ``[teacher right] - q`` where the model is right and ``q -
+  [teacher right]`` where the reference is, with ``q`` the teacher's accuracy on those items.
+  How *many* items each side wins is left out, so accuracy does not enter: when each model's
+  chance of being right is a logistic function of its skill minus the item's difficulty (the
+  Rasch model), the items the model wins and those the reference wins have the same mix of
+  difficulties however far apart the two skills are, and the teacher is right on the same share
+  of both. A copy of the teacher is right where the teacher is and wrong where it is. (Per-item
+  kappa terms, used before, are corrected for the two accuracies but not for how varied the
+  items are: on a code task of easy and hard operations a control 0.19 more accurate than the
+  other was "flagged" at p = 0.0002.)
 * **shared wrong answers**: on the items that the teacher, the model and every reference got
   wrong, whether the model gave the teacher's wrong answer, beyond the matches its answer
   frequencies give by chance (see :func:`wrong_answer_scores`: a model with one favourite
@@ -92,7 +99,8 @@ if TYPE_CHECKING:
     from .suites import TaskSpec
 
 FLAGGED, NOT_FLAGGED, NO_POWER, UNDETERMINED = "flagged", "not flagged", "no power", "undetermined"
-TEST_DESCRIPTION = ("shared right/wrong pattern (per-item kappa terms), shared wrong answers "
+TEST_DESCRIPTION = ("shared right/wrong pattern (the teacher's accuracy where the model, not the "
+                    "reference, is right), shared wrong answers "
                     "(items all got wrong) and order of the wrong choices, against the references; "
                     "one-sided paired sign-flip test over items, Holm across each model's tasks")
 # Accuracies further apart than this make kappa comparisons approximate; the reason says so.
@@ -157,20 +165,25 @@ def agreement_vector(teacher: Sequence[ItemRecord], other: Sequence[ItemRecord])
     ], dtype=float)
 
 
-def consistency_scores(teacher_correct: np.ndarray, other_correct: np.ndarray) -> np.ndarray:
-    """Error consistency split into per-item terms: their mean is kappa (Geirhos et al. 2020).
-
-    When both models are always right (or always wrong) nothing is left to chance (1 - c_exp
-    = 0) and the agreement itself is the term, as error consistency does in that case.
-    """
+def discordance_scores(teacher_correct: np.ndarray, model_correct: np.ndarray,
+                       reference_correct: np.ndarray) -> np.ndarray:
+    """Per item: on the items where exactly one of model and reference is right, the teacher's
+    rightness (less its mean ``q`` there) signed for the model (see the module docstring); 0
+    elsewhere. Swapping model and reference on an item flips its score, and the scores sum to
+    ``2 n_m n_r (q_m - q_r) / (n_m + n_r)``: zero when the teacher is right as often on the items
+    the model wins (n_m of them) as on those the reference wins, whatever n_m - n_r is."""
     t = np.asarray(teacher_correct, dtype=bool)
-    o = np.asarray(other_correct, dtype=bool)
-    p_t, p_o = float(t.mean()), float(o.mean())
-    c_exp = p_t * p_o + (1.0 - p_t) * (1.0 - p_o)
-    same = (t == o).astype(float)
-    if 1.0 - c_exp <= 1e-12:
-        return same
-    return (same - c_exp) / (1.0 - c_exp)
+    m = np.asarray(model_correct, dtype=bool)
+    r = np.asarray(reference_correct, dtype=bool)
+    model_side, reference_side = m & ~r, ~m & r
+    scores = np.zeros(len(t))
+    split = model_side | reference_side
+    if not split.any():
+        return scores
+    q = float(t[split].mean())
+    scores[model_side] = t[model_side] - q
+    scores[reference_side] = q - t[reference_side]
+    return scores
 
 
 def choice_distribution(record: ItemRecord) -> np.ndarray | None:
@@ -352,8 +365,7 @@ def reference_test(teacher: TaskRun, model: TaskRun, references: Sequence[TaskRu
     if not pattern_used:
         pattern = np.zeros(len(hashes))
     else:
-        pattern = consistency_scores(t_ok, m_ok) - np.mean([consistency_scores(t_ok, ok) for ok, _ in refs],
-                                                           axis=0)
+        pattern = np.mean([discordance_scores(t_ok, m_ok, ok) for ok, _ in refs], axis=0)
     # wrong answers: only where everyone is wrong, so accuracy does not enter
     wrong = np.flatnonzero(~t_ok & ~m_ok & np.all([~ok for ok, _ in refs], axis=0))
 
@@ -369,9 +381,7 @@ def reference_test(teacher: TaskRun, model: TaskRun, references: Sequence[TaskRu
     order = np.where(ordered, np.nan_to_num(m_order) - np.nan_to_num(r_orders).mean(axis=0), 0.0)
     scores = _unit(pattern) + _unit(answers) + _unit(order)
 
-    ref_same_as_teacher = np.mean([(ok == t_ok) for ok, _ in refs], axis=0)
-    informative = ((pattern_used & ~np.isclose((m_ok == t_ok).astype(float), ref_same_as_teacher))
-                   | (answers != 0) | ~np.isclose(order, 0.0))
+    informative = ~np.isclose(pattern, 0.0) | (answers != 0) | ~np.isclose(order, 0.0)
 
     def share_same(answers_of: list[str]) -> float | None:
         return float(np.mean([same_answer(answers_of[i], t_answers[i]) for i in wrong])) if wrong.size else None
