@@ -29,7 +29,7 @@ The verdict (one per task and model) weighs three fingerprints of copying, item 
   of both. A copy of the teacher is right where the teacher is and wrong where it is. (Per-item
   kappa terms, used before, are corrected for the two accuracies but not for how varied the
   items are: on a code task of easy and hard operations a control 0.19 more accurate than the
-  other was "flagged" at p = 0.0002.)
+  other was "flagged" at p = 0.0002 (0.0022 after Holm); the test below gives it p = 0.09.)
 * **shared wrong answers**: on the items that the teacher, the model and every reference got
   wrong, whether the model gave the teacher's wrong answer, beyond the matches its answer
   frequencies give by chance (see :func:`wrong_answer_scores`: a model with one favourite
@@ -54,10 +54,15 @@ flagged either in 1%, and a model whose logits mix in 20% of the teacher's in 73
   not used as references for a control: they are not independent of the teacher, and a control
   would be "flagged" wherever a student happens to track the teacher less than it does (on an
   under-trained zoo build that accused the control on one task at Holm p = 0.01).
-* **Test**: that score goes into a one-sided paired sign-flip test (exact up to 16 non-zero
-  scores, Monte Carlo beyond), whose null hypothesis is that the model and its references
-  relate to the teacher in the same way, item by item. Scaling by the lengths keeps it a valid
-  permutation test: a length does not change when signs flip.
+* **Test**: the summed score goes into a one-sided Monte Carlo randomisation test whose null
+  hypothesis is that the model and its references relate to the teacher in the same way, item
+  by item (:func:`stats.side_permutation_test`). The wrong-answer and wrong-order parts flip
+  signs item by item, as a paired sign-flip test does. The right/wrong part shuffles which of
+  the split items the model wins while keeping how many it wins, so its null distribution
+  conditions on the accuracy gap, as Fisher's exact test conditions on a 2x2 table's margins;
+  flipping those signs one by one would treat "the more accurate model wins most split items"
+  as evidence (it flagged a control 0.19 more accurate than the other at p = 1e-4). Scaling
+  by the lengths keeps it a valid randomisation test: no length changes under either move.
 * **Power**: an item informs the test only when the model and its references differ in
   agreeing with the teacher (right/wrong, the wrong answer, or the wrong choices' order). With k such items no outcome
   gives p below 2**-k, so a task where 2**-k >= alpha can never be flagged. It is reported as
@@ -102,7 +107,8 @@ FLAGGED, NOT_FLAGGED, NO_POWER, UNDETERMINED = "flagged", "not flagged", "no pow
 TEST_DESCRIPTION = ("shared right/wrong pattern (the teacher's accuracy where the model, not the "
                     "reference, is right), shared wrong answers "
                     "(items all got wrong) and order of the wrong choices, against the references; "
-                    "one-sided paired sign-flip test over items, Holm across each model's tasks")
+                    "one-sided randomisation test over items (signs flipped, split items' sides "
+                    "shuffled), Holm across each model's tasks")
 # Accuracies further apart than this make kappa comparisons approximate; the reason says so.
 ACCURACY_GAP_NOTE = 0.10
 # A teacher right on all but this many items leaves too few mistakes to fingerprint.
@@ -362,10 +368,17 @@ def reference_test(teacher: TaskRun, model: TaskRun, references: Sequence[TaskRu
     # gives the pattern nothing to share (kappa is 0 against any model that varies, and 0/0
     # against one as constant as the teacher), so the term is left out.
     pattern_used = bool(t_ok.any() and not t_ok.all())
-    if not pattern_used:
-        pattern = np.zeros(len(hashes))
-    else:
-        pattern = np.mean([discordance_scores(t_ok, m_ok, ok) for ok, _ in refs], axis=0)
+    pattern = np.zeros(len(hashes))
+    blocks = []  # per reference: the split items' centred teacher rightness and the model's side
+    if pattern_used:
+        for ok, _ in refs:
+            split = m_ok != ok
+            centred = discordance_scores(t_ok, m_ok, ok)[split] * np.where(m_ok[split], 1.0, -1.0)
+            norm = float(np.linalg.norm(centred))
+            if norm > 0:
+                weight = 1.0 / (norm * len(refs))  # each reference's part at unit length
+                blocks.append((centred, m_ok[split], weight))
+                pattern[split] += weight * np.where(m_ok[split], 1.0, -1.0) * centred
     # wrong answers: only where everyone is wrong, so accuracy does not enter
     wrong = np.flatnonzero(~t_ok & ~m_ok & np.all([~ok for ok, _ in refs], axis=0))
 
@@ -379,7 +392,8 @@ def reference_test(teacher: TaskRun, model: TaskRun, references: Sequence[TaskRu
     r_orders = np.array([wrong_order_vector(teacher_records, _records(r, hashes)) for r in references])
     ordered = ~np.isnan(m_order) & ~np.isnan(r_orders).any(axis=0)
     order = np.where(ordered, np.nan_to_num(m_order) - np.nan_to_num(r_orders).mean(axis=0), 0.0)
-    scores = _unit(pattern) + _unit(answers) + _unit(order)
+    flips = _unit(answers) + _unit(order)
+    scores = pattern + flips
 
     informative = ~np.isclose(pattern, 0.0) | (answers != 0) | ~np.isclose(order, 0.0)
 
@@ -403,7 +417,7 @@ def reference_test(teacher: TaskRun, model: TaskRun, references: Sequence[TaskRu
         wrong_order=float(m_order[ordered].mean()) if ordered.any() else None,
         reference_wrong_order=float(r_orders[:, ordered].mean()) if ordered.any() else None,
         score=float(scores.sum()),
-        p_value=stats.sign_flip_test(scores, iters=iters, seed=seed, alternative="greater"),
+        p_value=stats.side_permutation_test(blocks, flips, iters=iters, seed=seed),
         informative=int(informative.sum()), teacher_errors=int((~t_ok).sum()))
 
 

@@ -281,6 +281,41 @@ def test_sign_flip_holds_its_false_alarm_rate():
     assert np.mean(p < 0.05) <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 600)
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.floats(-3, 3), st.booleans()), min_size=1, max_size=30),
+       st.lists(st.floats(-3, 3), max_size=10))
+def test_side_permutation_p_value_is_a_probability(block, flips):
+    values, sides = [b[0] for b in block], [b[1] for b in block]
+    p = stats.side_permutation_test([(values, sides, 1.0)], flips, iters=200)
+    assert 1 / 201 <= p <= 1.0
+
+
+def test_side_permutation_finds_the_extreme_arrangement_and_keeps_the_count():
+    values = np.array([0.5] * 5 + [-0.5] * 5)
+    # the model's five items are exactly the five high ones: 1 of C(10, 5) = 252 arrangements
+    extreme = stats.side_permutation_test([(values, [True] * 5 + [False] * 5, 1.0)], iters=20000, seed=1)
+    assert extreme == pytest.approx(1 / 252, abs=0.002)
+    # all items on one side: shuffling cannot change anything, so no evidence at all
+    assert stats.side_permutation_test([(values, [True] * 10, 1.0)], iters=200) == 1.0
+    assert stats.side_permutation_test([], [], iters=10) == 1.0
+    # flips alone behave as the sign-flip test
+    assert stats.side_permutation_test([], [1.0] * 40, iters=99) == pytest.approx(0.01)
+
+
+def test_side_permutation_holds_its_false_alarm_rate_with_unequal_sides():
+    """Sides drawn 80:20 (one model far more accurate than the other): with the count of each
+    side kept, the test stays at its level."""
+    rng = np.random.default_rng(7)
+    ps = []
+    for i in range(400):
+        teacher_right = rng.random(40) < 0.9
+        centred = teacher_right - teacher_right.mean()
+        sides = rng.random(40) < 0.8
+        ps.append(stats.side_permutation_test([(centred, sides, 1.0)], rng.standard_t(3, 5),
+                                              iters=400, seed=i))
+    assert np.mean(np.array(ps) < 0.05) <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 400)
+
+
 def test_wilcoxon_matches_scipy_and_handles_all_zero():
     d = [0.5, -0.2, 1.3, 0.8, 0.0, 2.1, -0.4, 0.9]
     nonzero = [x for x in d if x != 0]
