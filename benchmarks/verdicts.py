@@ -128,7 +128,7 @@ DROP = 0.05
 SESSION_TASKS = 10
 SESSION_SIZES = (200, 500)  # n = 2000 sessions would take longer than the rest together
 COLUMNS = ("shipped", "tol 2pt", "z unpaired", "McNemar", "mid-p", "margin raw", "margin", "sum-sign IUT",
-           "split v1", "margin-split")
+           "split v1", "margin-split", "McN or split")
 # Recalibrations of the new run with accuracy unchanged: (which margins, factor).
 DISTORTIONS = {
     "all margins x0.5": ("all", 0.5),
@@ -227,6 +227,14 @@ def _split_v1_p(m0: np.ndarray, m1: np.ndarray) -> np.ndarray:
     return np.maximum(*sides)
 
 
+def _either_p(mcnemar, split) -> np.ndarray:
+    """Bonferroni union of exact McNemar and margin-split: the run fails if either test does at
+    alpha / 2, so the false-alarm rate stays at or under alpha whatever the margins do, and the
+    power is at least each test's own at alpha / 2."""
+    return np.array([min(1.0, 2 * min(a.accuracy_p_value, b.p_value))
+                     for a, b in zip(mcnemar, split, strict=True)])
+
+
 def _fails_per_column(m0: np.ndarray, m1: np.ndarray) -> dict[str, np.ndarray]:
     """Per run: did each gate fail it? Columns as in the module docstring."""
     y0, y1 = (m0 > 0).astype(float), (m1 > 0).astype(float)
@@ -248,6 +256,7 @@ def _fails_per_column(m0: np.ndarray, m1: np.ndarray) -> dict[str, np.ndarray]:
         "sum-sign IUT": (_sum_sign_p(m0, m1) < ALPHA) & big_enough,
         "split v1": (_split_v1_p(m0, m1) < ALPHA) & big_enough,
         "margin-split": np.array([decide([c])[0].regressed for c in split]),
+        "McN or split": (_either_p(shipped, split) < ALPHA) & big_enough,
         "_discordant": np.array([c.lost + c.gained for c in shipped]),
         "_net_lost": np.array([c.lost - c.gained for c in shipped]),
     }
@@ -276,6 +285,7 @@ def _session_fails(m0: np.ndarray, m1: np.ndarray, sessions: int) -> dict[str, f
     split = compare_paired_arrays(y0, y1, baseline_margins=m0, current_margins=m1, method="margin-split")
     sum_sign_p = _sum_sign_p(m0, m1)
     split_v1_p = _split_v1_p(m0, m1)
+    either_p = _either_p(shipped, split)
     z_p = [_z_unpaired(int(a), int(b), n) for a, b in zip(y0.sum(axis=1), y1.sum(axis=1), strict=True)]
     raw_p = _raw_margin_p(m0, m1)
     drop = y0.mean(axis=1) - y1.mean(axis=1)
@@ -295,6 +305,9 @@ def _session_fails(m0: np.ndarray, m1: np.ndarray, sessions: int) -> dict[str, f
         adjusted_sum_sign = stats.holm(sum_sign_p[part].tolist())
         fails["sum-sign IUT"] += any(p < ALPHA and d >= MIN_EFFECT - 1e-9
                                      for p, d in zip(adjusted_sum_sign, drop[part], strict=True))
+        adjusted_either = stats.holm(either_p[part].tolist())
+        fails["McN or split"] += any(p < ALPHA and d >= MIN_EFFECT - 1e-9
+                                  for p, d in zip(adjusted_either, drop[part], strict=True))
         adjusted_v1 = stats.holm(split_v1_p[part].tolist())
         fails["split v1"] += any(p < ALPHA and d >= MIN_EFFECT - 1e-9
                                  for p, d in zip(adjusted_v1, drop[part], strict=True))

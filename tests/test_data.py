@@ -215,6 +215,43 @@ def test_mul_1d2d_answers(seed):
     assert r["answer"] == str(value) and op == "*" and 2 <= min(a, b) <= 9 and 10 <= max(a, b) <= 99
 
 
+STEP = re.compile(r"^(\d+(?:[-+*]\d+)+)=(\d+)$")
+
+
+def assert_worked(record: dict) -> None:
+    """Every step of the solution is a true equation and its last number is the answer."""
+    steps, final = record["solution"].strip().split(arithmetic.ANSWER_MARK.strip())
+    assert final.strip() == record["answer"]
+    for step in steps.split(", "):
+        match = STEP.match(step.strip())
+        assert match, step
+        assert eval(match[1]) == int(match[2]), step  # digits and + - * only (checked by STEP)
+
+
+@given(seed=seeds, task=st.sampled_from(arithmetic.TASKS))
+def test_every_math_record_has_a_worked_solution(seed, task):
+    assert_worked(task.generate(random.Random(seed)))
+
+
+@given(a=st.integers(0, 10**6), b=st.integers(0, 10**6))
+def test_column_addition_and_subtraction_steps_are_single_digit(a, b):
+    for op, solution in (("+", arithmetic.column_addition(a, b)),
+                         ("-", arithmetic.column_subtraction(max(a, b), min(a, b)))):
+        value = a + b if op == "+" else max(a, b) - min(a, b)
+        assert_worked({"solution": solution, "answer": str(value)})
+        # one step per column of the longer number, each on digits (a borrowed ten reads 1x)
+        assert solution.count(", ") == len(str(max(a, b))) - 1
+        for step in solution.split(arithmetic.ANSWER_MARK)[0].split(", "):
+            operands = re.split(r"[-+]", step.split("=")[0])
+            assert all(len(x) == 1 or (op == "-" and x.startswith("1") and len(x) == 2) for x in operands)
+
+
+@given(number=st.integers(0, 10**6), digit=st.integers(0, 9))
+def test_column_multiplication_steps(number, digit):
+    assert_worked({"solution": arithmetic.column_multiplication(number, digit),
+                   "answer": str(number * digit)})
+
+
 STORY = re.compile(r"^([A-Z][a-z]+) has (\d) ([a-z]+)\. (She|He) (.+)\. How many \3 now\? A:$")
 ACTION = re.compile(r"^(buys|finds|gets|wins|makes|gives away|loses|sells|uses) (\d)$")
 

@@ -32,7 +32,7 @@ from pytest_distillbench.zoo.corpus import (
     tokenizer,
 )
 from pytest_distillbench.zoo.tokenizer import CHARACTERS
-from pytest_distillbench.zoo.training import TrainConfig, distillation_kl, shifted, train
+from pytest_distillbench.zoo.training import TrainConfig, distillation_kl, position_weights, shifted, train
 
 TINY_TEACHER = ModelShape(n_layer=2, n_embd=48, n_head=2, n_positions=128)
 TINY_STUDENT = ModelShape(n_layer=1, n_embd=24, n_head=2, n_positions=128)
@@ -159,6 +159,20 @@ def test_batch_order_mixes_tasks_uniformly_regardless_of_size():
     pool = {"big": [Example("big", (5,), (6,))] * 1000, "small": [Example("small", (7,), (8,))] * 3}
     drawn = [e.task for b in batch_order(pool, steps=100, batch_size=20, seed=1) for e in b]
     assert 0.4 < drawn.count("small") / len(drawn) < 0.6
+
+
+@given(examples=st.lists(st.tuples(st.integers(1, 6), st.integers(1, 9)), min_size=1, max_size=6))
+def test_example_weighting_gives_every_example_the_same_share(examples):
+    batch = collate([Example("t", tuple(range(3, 3 + c)), tuple(range(3, 3 + t))) for c, t in examples], 0)
+    weights = position_weights(batch.labels, "example")
+    rows, _ = shifted(torch.zeros(len(examples), batch.labels.shape[1], 4), batch.labels)
+    assert weights.shape == (rows.shape[0],)
+    # each example's target rows share 1 / (number of examples), however long its target
+    at = 0
+    for _, target in examples:
+        assert float(weights[at:at + target].sum()) == pytest.approx(1 / len(examples))
+        at += target
+    assert position_weights(batch.labels, "token") is None
 
 
 def test_distillation_kl_is_zero_only_on_agreement():

@@ -1,6 +1,7 @@
 """The three record formats of the bundled suites and how models are trained on them.
 
-* generation: ``{"id", "prompt", "answer"}``, the prompt ends where the answer starts;
+* generation: ``{"id", "prompt", "answer"}``, the prompt ends where the answer starts; an
+  optional ``solution`` is a worked answer that ends in ``answer`` (scored on its last number);
 * multiple choice: ``{"id", "prompt", "choices", "label"}``, scored by log-likelihood of
   ``" " + choice`` after the prompt;
 * code: ``{"task_id", "prompt", "canonical_solution", "test", "entry_point"}`` as in HumanEval.
@@ -41,7 +42,7 @@ def training_pair(record: dict[str, Any]) -> tuple[str, str]:
     """Return the (context, target) text a model is trained to continue."""
     kind = record_kind(record)
     if kind == "generation":
-        return record["prompt"], record["answer"] + "\n"
+        return record["prompt"], record.get("solution", record["answer"]) + "\n"
     if kind == "multiple_choice":
         choices, label = record["choices"], record["label"]
         if not 0 <= label < len(choices):

@@ -34,13 +34,13 @@ SCALES = (
 
 
 def ordering(rng: random.Random) -> Record:
-    """Logical deduction over a chain of three or four people.
+    """Logical deduction over a chain of two to four people (one to three stated facts).
 
     The neighbouring pairs of a hidden ranking are stated in random order, each either as
     "X is taller than Y" or "Y is shorter than X"; the question asks for one end of the chain.
     """
     more, less, most, least = rng.choice(SCALES)
-    ranking = rng.sample(NAMES, rng.choice((3, 4)))  # ranking[0] has the most
+    ranking = rng.sample(NAMES, rng.choice((2, 3, 4)))  # ranking[0] has the most
     facts = []
     for high, low in itertools.pairwise(ranking):
         if rng.random() < 0.5:
@@ -93,8 +93,8 @@ TASKS = (
                   1, "multiple_choice", compare, _MC_SIZES),
     TaskGenerator("reasoning", "sort_letters", "Sort three to five letters alphabetically",
                   2, "generation", sort_letters, SplitSizes(test=200, validation=200, train=8000)),
-    TaskGenerator("reasoning", "ordering", "Who is at the end of a stated three- or four-person order",
-                  2, "multiple_choice", ordering, _MC_SIZES),
+    TaskGenerator("reasoning", "ordering", "Who is at the end of a stated two- to four-person order",
+                  3, "multiple_choice", ordering, _MC_SIZES),
     TaskGenerator("reasoning", "tracking", "Where an object ends up after one to three cup swaps",
                   3, "multiple_choice", tracking, _MC_SIZES),
 )

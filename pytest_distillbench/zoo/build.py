@@ -41,16 +41,18 @@ CONTROL_INIT = {"control": "student_init", "control-b": "control_b_init"}
 class ZooPlan:
     teacher_shape: ModelShape = TEACHER_SHAPE
     student_shape: ModelShape = STUDENT_SHAPE
-    teacher: TrainConfig = TrainConfig(steps=3000, batch_size=32, lr=3e-3, warmup=100, log_every=50)
-    student: TrainConfig = TrainConfig(steps=3000, batch_size=32, lr=4e-3, warmup=100, log_every=50,
+    teacher: TrainConfig = TrainConfig(steps=7500, batch_size=32, lr=3e-3, warmup=100, log_every=250)
+    student: TrainConfig = TrainConfig(steps=3500, batch_size=32, lr=4e-3, warmup=100, log_every=250,
                                        alpha=0.9, temperature=2.0)
     validation_limit: int = 200
     code_validation_limit: int = 40
     threads: int = THREADS
-    # The control needs nothing from the teacher, so it trains beside it in a second process, one
-    # thread each (the two cores are used either way); the student then trains on both threads.
+    # The controls need nothing from the teacher, so they train beside the student in a second
+    # process, one thread each (the two cores are used either way).
     parallel_control: bool = True
     tasks: tuple[str, ...] | None = field(default=None)  # None: every task under the data root
+    # Relative sampling weights of tasks or suites (1 where not named; empty: uniform).
+    task_weights: tuple[tuple[str, float], ...] = ()
 
     def scaled(self, scale: float) -> ZooPlan:
         return replace(self, teacher=self.teacher.scaled(scale), student=self.student.scaled(scale))
@@ -63,7 +65,7 @@ def matmul_parameters(model) -> int:
 
 def _facts(name: str, role: str, model, log: TrainLog, config: TrainConfig, *, seeds: dict[str, int],
            data: dict[str, int], validation: dict[str, float], directory: Path, command: str,
-           threads: int, teacher=None) -> ModelFacts:
+           threads: int, teacher=None, task_weights: dict[str, float] | None = None) -> ModelFacts:
     counts = parameter_counts(model)
     n = matmul_parameters(model)
     cfg = model.config
@@ -76,7 +78,8 @@ def _facts(name: str, role: str, model, log: TrainLog, config: TrainConfig, *, s
         matmul_parameters=n,
         training={**asdict(config), "betas": list(config.betas), "seconds": round(log.seconds, 1),
                   "steps_per_second": round(log.steps_per_second, 3),
-                  "final_loss": round(sum(log.losses[-50:]) / len(log.losses[-50:]), 4)},
+                  "final_loss": round(sum(log.losses[-50:]) / len(log.losses[-50:]), 4),
+                  "task_weights": dict(task_weights or {})},
         training_tokens=log.tokens, target_tokens=log.target_tokens,
         training_flops=6.0 * n * log.tokens,
         teacher_forward_flops=0.0 if teacher is None else 2.0 * matmul_parameters(teacher) * log.tokens,
@@ -130,7 +133,7 @@ def build_zoo(out_dir: Path, *, scale: float = 1.0, seed: int = 0,
 
     def order(config: TrainConfig):
         return batch_order(examples, steps=config.steps, batch_size=config.batch_size,
-                           seed=seeds["data_order"])
+                           seed=seeds["data_order"], weights=dict(plan.task_weights))
 
     def finish(name: str, role: str, model, log: TrainLog, config: TrainConfig, teacher=None) -> None:
         directory = out_dir / name
@@ -140,7 +143,8 @@ def build_zoo(out_dir: Path, *, scale: float = 1.0, seed: int = 0,
         progress(f"[{name}] validation " + ", ".join(f"{t} {s:.3f}" for t, s in scores.items()))
         facts[name] = _facts(name, role, model, log, config, seeds=seeds, data=data,
                              validation=scores, directory=directory, command=command,
-                             threads=torch.get_num_threads(), teacher=teacher)
+                             threads=torch.get_num_threads(), teacher=teacher,
+                             task_weights=dict(plan.task_weights))
         write_card(directory, facts[name])
 
     def train_control(name: str) -> TrainLog:
@@ -157,18 +161,13 @@ def build_zoo(out_dir: Path, *, scale: float = 1.0, seed: int = 0,
         for name in controls:
             control_logs[name] = train_control(name)
         return {}
-    control_job = None
-    if plan.parallel_control and controls and "teacher" in only:
-        import multiprocessing
-
-        # a plain (non-daemon) process: validation runs generated code in child processes
-        control_job = multiprocessing.get_context("spawn").Process(
-            target=_control_process, args=(out_dir, scale, seed, data_root, base_plan, tuple(controls)))
-        control_job.start()
-        torch.set_num_threads(1)
     from transformers import GPT2LMHeadModel
 
+    # The teacher trains alone on every thread: it is the largest model and the others wait for
+    # it (the student distils from it). Then the student trains on one thread while the controls,
+    # which need nothing from the teacher, train one after the other on the other.
     if "teacher" in only:
+        torch.set_num_threads(plan.threads)
         teacher = make_model(plan.teacher_shape, seeds["teacher_init"])
         progress(f"[teacher] {parameter_counts(teacher)}")
         log = train(teacher, order(plan.teacher), plan.teacher, pad_id=pad_id, name="teacher",
@@ -176,6 +175,24 @@ def build_zoo(out_dir: Path, *, scale: float = 1.0, seed: int = 0,
         finish("teacher", "teacher", teacher, log, plan.teacher)
     elif "student" in only:
         teacher = GPT2LMHeadModel.from_pretrained(out_dir / "teacher").eval()
+    control_job = None
+    if plan.parallel_control and controls and "student" in only:
+        import multiprocessing
+
+        # a plain (non-daemon) process: validation runs generated code in child processes
+        control_job = multiprocessing.get_context("spawn").Process(
+            target=_control_process, args=(out_dir, scale, seed, data_root, base_plan, tuple(controls)))
+        control_job.start()
+    # one thread for the student and the controls whether or not they run side by side, so a
+    # partial rebuild gives the weights of a full one
+    small_threads = 1 if plan.parallel_control else plan.threads
+    torch.set_num_threads(small_threads)
+    if "student" in only:
+        model = make_model(plan.student_shape, seeds["student_init"])
+        progress(f"[student] {parameter_counts(model)}")
+        log = train(model, order(plan.student), plan.student, pad_id=pad_id, teacher=teacher,
+                    name="student", progress=progress)
+        finish("student", "student", model, log, plan.student, teacher=teacher)
     if control_job is not None:
         control_job.join()
         if control_job.exitcode != 0:
@@ -185,20 +202,11 @@ def build_zoo(out_dir: Path, *, scale: float = 1.0, seed: int = 0,
             facts_file = out_dir / name / ".facts.pickle"
             log = pickle.loads(facts_file.read_bytes())
             facts_file.unlink()
-            torch.set_num_threads(1)  # the threads it trained with, for its card
         else:
-            # the thread count a full build trains controls with: the same weights either way
-            torch.set_num_threads(1 if plan.parallel_control else plan.threads)
             log = train_control(name)
         control = GPT2LMHeadModel.from_pretrained(out_dir / name)
         finish(name, "control", control, log, plan.student)
     torch.set_num_threads(plan.threads)
-    if "student" in only:
-        model = make_model(plan.student_shape, seeds["student_init"])
-        progress(f"[student] {parameter_counts(model)}")
-        log = train(model, order(plan.student), plan.student, pad_id=pad_id, teacher=teacher,
-                    name="student", progress=progress)
-        finish("student", "student", model, log, plan.student, teacher=teacher)
 
     elapsed = time.perf_counter() - started
     extra = {"build_seconds": round(elapsed, 1), "seed": seed, "steps_scale": scale,

@@ -77,7 +77,7 @@ def render_card(facts: ModelFacts) -> str:
         "",
         f"- steps: {t['steps']:,} of batch {t['batch_size']}; AdamW lr {t['lr']}, betas {tuple(t['betas'])}, "
         f"weight decay {t['weight_decay']}, {t['warmup']} warm-up steps then cosine decay, "
-        f"gradient clip {t['grad_clip']}",
+        f"gradient clip {t['grad_clip']}; loss averaged per {t.get('weighting', 'token')}",
         f"- time: {t['seconds']:.0f} s ({t['steps_per_second']:.2f} steps/s) with "
         f"{(facts.environment or {}).get('torch_threads', '?')} CPU threads",
         f"- training tokens: {facts.training_tokens:,} read, {facts.target_tokens:,} of them targets (loss on targets only)",
@@ -85,12 +85,14 @@ def render_card(facts: ModelFacts) -> str:
         + (f"; plus teacher forward passes ≈ 2·N_teacher·D = {facts.teacher_forward_flops:.3e} "
            f"(total {total_flops:.3e})" if facts.teacher_forward_flops else ""),
         "- seeds: " + ", ".join(f"{k} {v}" for k, v in facts.seeds.items()),
-        "- data (train splits, examples available; tasks drawn uniformly per example): "
+        "- data (train splits, examples available; tasks drawn uniformly per example"
+        + "".join(f", {k} weighted {v:g}" for k, v in t.get("task_weights", {}).items()) + "): "
         + ", ".join(f"`{k}` {v:,}" for k, v in facts.data.items()),
         "",
         "## Quick validation scores",
         "",
-        "Greedy exact match (generation), choice with highest log-likelihood (multiple choice), "
+        "Greedy exact match (generation; the last number of a worked answer), choice with highest "
+        "log-likelihood (multiple choice), "
         "pass@1 of the greedy completion (code), on the first items of each validation split. "
         "These calibrate the build; the plugin's own test-split scores come from lm-eval.",
         "",

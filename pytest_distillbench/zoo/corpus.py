@@ -1,8 +1,9 @@
 """Training examples from the bundled suites' splits, and a seeded, length-bucketed batch order.
 
 An example is a (context, target) pair of token ids; the loss is taken on the target only.
-Batches mix tasks uniformly (small tasks are not drowned by large ones) and group examples of
-similar length so a batch of short arithmetic prompts is not padded to a code prompt's length.
+Batches mix tasks uniformly or by set weights (small tasks are not drowned by large ones) and
+group examples of similar length so a batch of short arithmetic prompts is not padded to a code
+prompt's length.
 """
 
 from __future__ import annotations
@@ -99,17 +100,34 @@ def encode_records(records: Mapping[str, Sequence[dict]], max_len: int) -> dict[
     return encoded
 
 
+def task_probabilities(tasks: Sequence[str], weights: Mapping[str, float] | None) -> np.ndarray | None:
+    """Sampling probability of each task: ``weights`` maps a task (``"<suite>/<task>"``) or a
+    whole suite (``"<suite>"``) to a relative weight, 1 where not named; None means uniform."""
+    if not weights:
+        return None
+    raw = np.array([float(weights.get(t, weights.get(t.split("/")[0], 1.0))) for t in tasks])
+    if (raw < 0).any() or raw.sum() <= 0:
+        raise ValueError(f"task weights must be non-negative and not all zero: {dict(weights)}")
+    return raw / raw.sum()
+
+
 def batch_order(examples: Mapping[str, Sequence[Example]], *, steps: int, batch_size: int,
-                seed: int, bucket: int = 16) -> Iterator[list[Example]]:
-    """``steps`` batches drawn with a seeded generator: tasks uniformly, examples uniformly
-    within a task; every ``bucket`` batches are drawn as one pool, sorted by length, cut into
-    batches and shuffled, so padding stays small while the order stays a function of the seed."""
+                seed: int, bucket: int = 16, weights: Mapping[str, float] | None = None
+                ) -> Iterator[list[Example]]:
+    """``steps`` batches drawn with a seeded generator: tasks uniformly (or by ``weights``, see
+    :func:`task_probabilities`), examples uniformly within a task; every ``bucket`` batches are
+    drawn as one pool, sorted by length, cut into batches and shuffled, so padding stays small
+    while the order stays a function of the seed."""
     rng = np.random.default_rng(seed)
     tasks = sorted(examples)
+    probabilities = task_probabilities(tasks, weights)
     produced = 0
     while produced < steps:
         count = min(bucket, steps - produced)
-        picks = rng.integers(len(tasks), size=count * batch_size)
+        if probabilities is None:
+            picks = rng.integers(len(tasks), size=count * batch_size)
+        else:
+            picks = rng.choice(len(tasks), size=count * batch_size, p=probabilities)
         pool = [examples[tasks[t]][int(rng.integers(len(examples[tasks[t]])))] for t in picks]
         pool.sort(key=len)
         chunks = [pool[i * batch_size:(i + 1) * batch_size] for i in range(count)]

