@@ -114,13 +114,25 @@ def test_killed_during_update_leaves_previous_baseline(pytester: pytest.Pytester
 @needs_zoo
 def test_lifecycle_on_embedded_models(pytester: pytest.Pytester) -> None:
     """missing -> fail; update -> pass; degraded -> fail with significance; improved -> pass."""
+    # pytester's in-process runs unload the modules a run imported, and some extension modules
+    # (numpy's, torch.distributed's operator registry) cannot be loaded twice in one process: a
+    # second run that loads a model or compares with scipy would fail. Importing what a run
+    # needs here keeps it loaded across the runs.
+    import scipy.stats  # noqa: F401
+    from transformers import AutoModelForCausalLM
+
     from conftest import ZOO
+
+    AutoModelForCausalLM.from_pretrained(ZOO / "control")
 
     suites = Path(__file__).resolve().parents[1] / "suites"
     (pytester.path / "suites").symlink_to(suites)
 
     def project(student: str) -> None:
+        # the swapped-in checkpoints differ in size; the FLOPs limit is lifted so the verdicts
+        # here are about accuracy alone
         (pytester.path / "pyproject.toml").write_text(
+            "[tool.distillbench]\nmax_flops_increase = 10.0\n"
             "[tool.distillbench.models.teacher]\nrole = \"teacher\"\n"
             f"path = \"{ZOO / 'teacher'}\"\n"
             "[tool.distillbench.models.small]\nrole = \"student\"\n"
@@ -134,16 +146,16 @@ def test_lifecycle_on_embedded_models(pytester: pytest.Pytester) -> None:
     run_().assert_outcomes(failed=1)
     run_("--distillbench-update-baselines").assert_outcomes(passed=1)
     run_().assert_outcomes(passed=1)
-    # On sort_letters the control (0.67) is far better than the teacher (0.14): swapping the
+    # On sort_letters the teacher (0.995) is far better than the control (0.79): swapping the
     # checkpoints under the student's name simulates an improved and a degraded student.
-    project("teacher")
-    run_("--distillbench-update-baselines").assert_outcomes(passed=1)
     project("control")
+    run_("--distillbench-update-baselines").assert_outcomes(passed=1)
+    project("teacher")
     improved = run_()
     improved.assert_outcomes(passed=1)
     assert "improved on its baseline" in improved.stdout.str()
     run_("--distillbench-update-baselines").assert_outcomes(passed=1)
-    project("teacher")
+    project("control")
     degraded = run_()
     degraded.assert_outcomes(failed=1)
     out = degraded.stdout.str()

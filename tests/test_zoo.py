@@ -32,7 +32,13 @@ from pytest_distillbench.zoo.corpus import (
     tokenizer,
 )
 from pytest_distillbench.zoo.tokenizer import CHARACTERS
-from pytest_distillbench.zoo.training import TrainConfig, distillation_kl, position_weights, shifted, train
+from pytest_distillbench.zoo.training import (
+    TrainConfig,
+    distillation_kl,
+    position_weights,
+    shifted,
+    train,
+)
 
 TINY_TEACHER = ModelShape(n_layer=2, n_embd=48, n_head=2, n_positions=128)
 TINY_STUDENT = ModelShape(n_layer=1, n_embd=24, n_head=2, n_positions=128)
