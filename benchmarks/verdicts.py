@@ -299,18 +299,11 @@ def _session_fails(m0: np.ndarray, m1: np.ndarray, sessions: int) -> dict[str, f
         fails["z unpaired"] += min(stats.holm(z_p[part])) < ALPHA
         fails["McNemar"] += min(stats.holm([c.accuracy_p_value for c in shipped[part]])) < ALPHA
         fails["mid-p"] += min(stats.holm([_mid_p(c.lost, c.gained) for c in shipped[part]])) < ALPHA
-        adjusted_raw = stats.holm(raw_p[part].tolist())
-        fails["margin raw"] += any(p < ALPHA and d >= MIN_EFFECT - 1e-9
-                                   for p, d in zip(adjusted_raw, drop[part], strict=True))
-        adjusted_sum_sign = stats.holm(sum_sign_p[part].tolist())
-        fails["sum-sign IUT"] += any(p < ALPHA and d >= MIN_EFFECT - 1e-9
-                                     for p, d in zip(adjusted_sum_sign, drop[part], strict=True))
-        adjusted_either = stats.holm(either_p[part].tolist())
-        fails["McN or split"] += any(p < ALPHA and d >= MIN_EFFECT - 1e-9
-                                  for p, d in zip(adjusted_either, drop[part], strict=True))
-        adjusted_v1 = stats.holm(split_v1_p[part].tolist())
-        fails["split v1"] += any(p < ALPHA and d >= MIN_EFFECT - 1e-9
-                                 for p, d in zip(adjusted_v1, drop[part], strict=True))
+        for column, p_values in (("margin raw", raw_p), ("sum-sign IUT", sum_sign_p),
+                                 ("McN or split", either_p), ("split v1", split_v1_p)):
+            adjusted = stats.holm(p_values[part].tolist())
+            fails[column] += any(p < ALPHA and d >= MIN_EFFECT - 1e-9
+                                 for p, d in zip(adjusted, drop[part], strict=True))
     return {k: v / sessions for k, v in fails.items()}
 
 
