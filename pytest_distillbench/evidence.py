@@ -364,21 +364,22 @@ def reference_test(teacher: TaskRun, model: TaskRun, references: Sequence[TaskRu
     t_ok, t_answers = outcomes(teacher)
     m_ok, m_answers = outcomes(model)
     refs = [outcomes(r) for r in references]
-    # right/wrong pattern: kappa terms on every item. A teacher right (or wrong) everywhere
-    # gives the pattern nothing to share (kappa is 0 against any model that varies, and 0/0
-    # against one as constant as the teacher), so the term is left out.
+    # right/wrong pattern: discordance scores on the items the model and each reference split.
+    # A teacher right (or wrong) everywhere gives the pattern nothing to share, so the term is
+    # left out.
     pattern_used = bool(t_ok.any() and not t_ok.all())
     pattern = np.zeros(len(hashes))
     blocks = []  # per reference: the split items' centred teacher rightness and the model's side
     if pattern_used:
         for ok, _ in refs:
-            split = m_ok != ok
-            centred = discordance_scores(t_ok, m_ok, ok)[split] * np.where(m_ok[split], 1.0, -1.0)
-            norm = float(np.linalg.norm(centred))
+            part = discordance_scores(t_ok, m_ok, ok)
+            norm = float(np.linalg.norm(part))
             if norm > 0:
                 weight = 1.0 / (norm * len(refs))  # each reference's part at unit length
-                blocks.append((centred, m_ok[split], weight))
-                pattern[split] += weight * np.where(m_ok[split], 1.0, -1.0) * centred
+                pattern += weight * part
+                # the randomisation moves the sides; the centred rightness stays with its item
+                split = m_ok != ok
+                blocks.append((np.where(m_ok[split], part[split], -part[split]), m_ok[split], weight))
     # wrong answers: only where everyone is wrong, so accuracy does not enter
     wrong = np.flatnonzero(~t_ok & ~m_ok & np.all([~ok for ok, _ in refs], axis=0))
 
