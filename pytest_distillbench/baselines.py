@@ -176,7 +176,7 @@ def _session_verdicts(session: DistillbenchSession) -> dict[tuple[str, str], Any
             continue
         if base is None or comparability(base, fingerprint_of(outcome, task, session), outcome).blocking:
             continue
-        use_margins = session.settings.verdict in ("margin", "margin-split")
+        use_margins = session.settings.verdict in ("auto", "margin", "margin-split")
         current_margins = margins(outcome) if use_margins else None
         comparisons.append(compare_paired(
             base.items, outcome.outcomes(),
@@ -222,7 +222,8 @@ def check_against_baseline(session: DistillbenchSession, task: TaskSpec, model: 
         c = verdict.comparison
         figures.update(lost=c.lost, gained=c.gained, p_value=c.p_value, p_holm=verdict.adjusted_p,
                        regressed=verdict.regressed, improved=verdict.improved, test=c.method,
-                       **({"test_note": c.note} if c.note else {}))
+                       **({"test_note": c.note} if c.note else {}),
+                       **({"margin_scale": c.margin_scale} if c.margin_scale is not None else {}))
         if verdict.improved:
             session.warnings.append(f"{task.id} [{model}]: improved on its baseline "
                                     f"({base.score:.3f} -> {run.score:.3f}, p={verdict.adjusted_p:.3g})")

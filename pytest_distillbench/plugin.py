@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .settings import DEFAULT_VERDICT, VERDICT_METHODS  # stdlib-only module: the plugin stays light
+
 if TYPE_CHECKING:
     from .session import DistillbenchSession
 
@@ -42,8 +44,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="device for local models: auto (default), cpu, cuda, cuda:1")
     group.addoption("--distillbench-batch-size", metavar="N", type=int, default=None,
                     help="batch size for local models (default 32)")
-    group.addoption("--distillbench-verdict", choices=("mcnemar", "margin", "margin-split"), default=None,
-                    help="paired regression test against baselines")
+    group.addoption("--distillbench-verdict", choices=VERDICT_METHODS, default=None,
+                    help=f"paired regression test against baselines (default {DEFAULT_VERDICT})")
     group.addoption("--distillbench-flops", choices=("analytic", "measured"), default=None,
                     help="how FLOPs are counted (measured: torch FlopCounterMode, HF only)")
     group.addoption("--distillbench-json", metavar="PATH", default=None,

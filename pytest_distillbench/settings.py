@@ -26,7 +26,9 @@ _TOP_KEYS = {
     "models", "baselines", "cache_dir", "min_effect", "alpha", "max_flops_increase", "verdict",
     "seed", "batch_size", "device", "offline", "flops", "report", "markdown", "json",
 }
-VERDICT_METHODS = ("mcnemar", "margin", "margin-split")
+# verdicts.METHODS and verdicts.DEFAULT_METHOD, kept here so reading settings imports no numpy
+VERDICT_METHODS = ("auto", "mcnemar", "margin", "margin-split")
+DEFAULT_VERDICT = "auto"
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class Settings:
     min_effect: float = 0.01
     alpha: float = 0.05
     max_flops_increase: float = 0.10
-    verdict: str = "mcnemar"
+    verdict: str = DEFAULT_VERDICT
     seed: int = 1234
     limit: int | None = None
     offline: bool = True
@@ -193,7 +195,7 @@ def build_settings(option: Any, rootdir: Path) -> Settings:
                            for n, p in given]
     _validate_models(models, where)
 
-    verdict = getattr(option, "distillbench_verdict", None) or section.get("verdict", "mcnemar")
+    verdict = getattr(option, "distillbench_verdict", None) or section.get("verdict", DEFAULT_VERDICT)
     if verdict not in VERDICT_METHODS:
         raise DistillbenchError(f"unknown verdict method {verdict!r}", path=where, key="verdict",
                                 fix=f"use one of: {', '.join(VERDICT_METHODS)}")

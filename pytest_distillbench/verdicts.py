@@ -8,7 +8,15 @@ a huge suite does not fail on a negligible change.
 
 Tests available (``method``):
 
-* ``"mcnemar"`` (default): one-sided exact McNemar on the discordant items. For scores that
+* ``"auto"`` (the plugin's default): ``"margin-split"`` where its reading of margin sizes can
+  be trusted, McNemar elsewhere. A margin test compares the sizes of the two runs' margins, so
+  they must be on one scale: :func:`margin_scale_change` estimates how much larger the run's
+  margins are overall than the baseline's (what a temperature change does), in a way that a
+  real drop hardly moves. Beyond ``SCALE_TOLERANCE`` (about 6 % either way), on tasks without
+  margins (generation), or when margins are missing, McNemar decides, and ``note`` says why.
+  So a checkpoint that is uniformly more or less sure of itself is judged on right and wrong
+  alone, where the split test would lose most of its power.
+* ``"mcnemar"``: one-sided exact McNemar on the discordant items. For scores that
   are not all 0/1 the same conditional test generalises to a sign-flip permutation test on
   the per-item score differences (``method`` then reads ``"sign-flip"``).
 * ``"margin"``: for multiple-choice tasks, a Wilcoxon signed-rank test on per-item
@@ -34,23 +42,22 @@ Tests available (``method``):
   the wrong answers' margins, and the mirror cases leave the right side untouched. Same
   minimum effect and fallback as ``"margin"``.
 
-Why McNemar stays the default (``python benchmarks/verdicts.py``, 2000 simulated runs per
-row, seed 0). With 500 items, 20 % of them discordant and a real 5-point drop, the margin test
-caught 97.6 % of drops against McNemar's 78.1 %, but it failed 33 % of unchanged runs whose
-right answers' margins were halved (34 % when the wrong answers' margins were doubled).
-``"margin-split"`` caught 92.5 % there, and at least as many drops as McNemar in every
-cell of the main table (30 % discordant: 72.2 % against 65.1 % at 500 items, 32.4 % against
-31.2 % at 200 items); it failed at most 2.2 % of unchanged runs, 0.4 % of sessions of ten,
-and 3.5-5.2 % in the rows where one side's confidence alone changed (that is the
-intersection-union test's worst case: one side fully fooled, the other at its level alpha).
-But every margin test must assume that confidence changes are not regressions, and a real
-drop can come with one: when the new run's margins were also 10 % narrower or wider (equally
-good seeds of the bundled students differ by up to a quarter), it caught 69.2 % / 61.5 % of
-drops against McNemar's 78.8 % / 78.1 % (500 items, 20 %), because the side whose margins
-grew with the new confidence no longer calls the run worse. The first version of the split
-(unchanged items' Wilcoxon Stouffer-combined with McNemar) did worse on all of these
-(89.1 %; 57.9 % / 45.3 %). Mid-p McNemar was rejected for the gate: its false-alarm rate
-exceeds alpha for some numbers of discordant items.
+Why ``"auto"`` is the default (``python benchmarks/verdicts.py``, 2000 simulated runs per
+row, seed 0). With 500 items, 20 % of them discordant and a real 5-point drop, McNemar caught
+78.1 % of drops. The margin test caught 97.6 % but failed 33 % of unchanged runs whose right
+answers' margins were halved (34 % when the wrong answers' margins were doubled).
+``"margin-split"`` caught 92.5 %, failed at most 2.2 % of unchanged runs and 3.5-5.2 % where
+one side's confidence alone changed (the intersection-union test's worst case), but a real drop
+that comes with a change of confidence hides from it: with the new run's margins also 20 %
+narrower or 25 % wider it caught 24.6 % / 0.5 % of drops against McNemar's 79.0 % / 78.1 %,
+because the side whose margins grew no longer calls the run worse. ``"auto"`` caught 91.9 %
+of plain drops, at least as many as McNemar in every cell of the main table (200 to 2000
+items, 10 to 30 % discordant), failed no more unchanged runs than McNemar in any row (at most
+4.7 %; a session of ten unchanged tasks 0.9-1.5 %), and with the confidence changes stayed
+within 1.2 points of McNemar (x1.1 at 200 items / 30 %: 30.4 % against 31.6 %). The first
+version of the split (unchanged items' Wilcoxon Stouffer-combined with McNemar) did worse
+(89.1 % on plain drops). Mid-p McNemar was rejected for the gate: its false-alarm rate exceeds
+alpha for some numbers of discordant items.
 """
 
 from __future__ import annotations
@@ -67,8 +74,16 @@ from pytest_distillbench.errors import DistillbenchError
 from pytest_distillbench.records import ItemRecord
 from pytest_distillbench.stats import scipy_stats
 
-METHODS = ("mcnemar", "margin", "margin-split")
-_MARGIN_METHODS = ("margin", "margin-split")
+METHODS = ("auto", "mcnemar", "margin", "margin-split")
+DEFAULT_METHOD = "auto"  # the plugin's gate (--distillbench-verdict); see the module docstring
+_MARGIN_METHODS = ("auto", "margin", "margin-split")
+# method="auto" trusts margin sizes only while the two runs' margins are on one scale: beyond
+# this change of their overall size (log units, about 6 %) it decides by McNemar. Chosen on
+# simulations like benchmarks/verdicts.py's (1000 runs, another seed): at 500 items / 20 %
+# discordant a 5-point drop was caught 0.888 / 0.900 / 0.909 of the time with 0.04 / 0.05 /
+# 0.06, and a drop whose margins also grew 10 % (where the split test is weak) 0.794 / 0.791 /
+# 0.789 of the time, against McNemar's 0.781 and 0.793.
+SCALE_TOLERANCE = 0.06
 
 _DESCRIPTIONS = {
     "mcnemar": "exact McNemar on the items that changed",
@@ -99,6 +114,7 @@ class PairedComparison:
     accuracy_method: str = "mcnemar"  # "mcnemar" (0/1 scores) or "sign-flip"
     margin_p_value: float | None = None
     margin_sides: tuple[float, float] | None = None  # margin-split: p (worse) of the right, wrong side
+    margin_scale: float | None = None  # auto: log of how much larger the run's margins are overall
     name: str = ""
     note: str = ""  # e.g. why a requested method was not used
 
@@ -138,6 +154,9 @@ class Verdict:
         if c.margin_sides is not None:
             lines.append(f"  sides (run worse): right answers' margins {_fmt_p(c.margin_sides[0])}, "
                          f"wrong answers' margins {_fmt_p(c.margin_sides[1])}; the larger one counts")
+        if c.margin_scale is not None:
+            lines.append(f"  margins' overall size: {math.expm1(c.margin_scale):+.1%} against the baseline "
+                         f"(a margin test needs it within about ±{SCALE_TOLERANCE:.0%})")
         if c.method in _MARGIN_METHODS:
             label = "McNemar" if c.accuracy_method == "mcnemar" else "sign-flip"
             lines.append(f"  accuracy-only p-value ({label}): {_fmt_p(c.accuracy_p_value)} raw")
@@ -262,12 +281,42 @@ def margin_split_sides(baseline_margins: npt.ArrayLike, current_margins: npt.Arr
     return sides[0], sides[1]
 
 
+def margin_scale_change(baseline_margins: npt.ArrayLike, current_margins: npt.ArrayLike) -> np.ndarray:
+    """Per row, the log of how much larger the current run's margins are overall than the
+    baseline's (0: same scale; log 2: twice as large; nan: no item kept its sign).
+
+    On each side of zero, the items on that side in both runs give the mean of
+    ``log(|m1| / |m0|)`` weighted by ``|m0 * m1|`` (a ratio of two margins near zero is mostly
+    noise); the estimate is the mean of the two sides. A temperature change moves both sides
+    the same way, while a real drop shrinks the right answers' margins and widens the wrong
+    ones' by about the same amount, so it largely cancels. Swapping the runs negates it."""
+    m0, m1 = _as_rows(baseline_margins, "baseline margins"), _as_rows(current_margins, "current margins")
+    sides = []
+    for sign in (1.0, -1.0):
+        kept = (np.sign(m0) == sign) & (np.sign(m1) == sign)
+        a, b = np.where(kept, np.abs(m0), 1.0), np.where(kept, np.abs(m1), 1.0)
+        weight = np.where(kept, a * b, 0.0)
+        total = weight.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sides.append(np.where(total > 0, (weight * np.log(b / a)).sum(axis=1) / total, np.nan))
+    both = np.stack(sides)
+    counted = np.isfinite(both).sum(axis=0)
+    with np.errstate(invalid="ignore"):
+        return np.where(counted > 0, np.nansum(both, axis=0) / np.maximum(counted, 1), np.nan)
+
+
 def _as_rows(values: npt.ArrayLike, what: str) -> np.ndarray:
     rows = np.asarray(values, dtype=float)
     rows = rows[None, :] if rows.ndim == 1 else rows
     if rows.ndim != 2 or rows.shape[1] == 0:
         raise ValueError(f"{what} must hold at least one item per run")
     return rows
+
+
+def _scale_text(scale: float) -> str:
+    factor = math.exp(scale)
+    return (f"the run's margins are {abs(factor - 1):.1%} {'larger' if scale > 0 else 'smaller'} overall "
+            f"than the baseline's (a margin test needs about ±{SCALE_TOLERANCE:.0%})")
 
 
 def compare_paired_arrays(
@@ -309,6 +358,7 @@ def compare_paired_arrays(
     used = accuracy_method.astype(object)
     margin_p: list[float | None] = [None] * runs
     sides: list[tuple[float, float] | None] = [None] * runs
+    scales: list[float | None] = [None] * runs
     notes = [""] * runs
     if method in _MARGIN_METHODS:
         usable = np.zeros(runs, dtype=bool)
@@ -322,7 +372,21 @@ def compare_paired_arrays(
             usable = np.all(np.isfinite(m0), axis=1) & np.all(np.isfinite(m1), axis=1)
             reason = "margins contain non-finite values"
             rows = np.flatnonzero(usable)
-            if rows.size and method == "margin":
+            if rows.size and method == "auto":
+                scale = margin_scale_change(m0[rows], m1[rows])
+                for j, i in enumerate(rows):
+                    scales[i] = None if math.isnan(scale[j]) else float(scale[j])
+                comparable = np.abs(np.nan_to_num(scale, nan=np.inf)) <= SCALE_TOLERANCE
+                for i in rows[~comparable]:
+                    why = (_scale_text(scales[i]) if scales[i] is not None
+                           else "no item kept its sign in both runs")
+                    test = "McNemar" if accuracy_method[i] == "mcnemar" else "the sign-flip test"
+                    notes[i] = f"auto: {why}, so {test} decided"
+                rows = rows[comparable]
+                method_used = "margin-split"
+            else:
+                method_used = method
+            if rows.size and method_used == "margin":
                 drops = _within_run_signed_ranks(m0[rows]) - _within_run_signed_ranks(m1[rows])
                 worse[rows], better[rows] = _wilcoxon_rows(drops)
             elif rows.size:
@@ -330,7 +394,7 @@ def compare_paired_arrays(
                 worse[rows], better[rows] = np.maximum(right, wrong), np.maximum(right_better, wrong_better)
                 for j, i in enumerate(rows):
                     sides[i] = (float(right[j]), float(wrong[j]))
-            used[rows] = method
+            used[rows] = method_used
             for i in rows:
                 margin_p[i] = float(worse[i])
         for i in np.flatnonzero(~usable):
@@ -352,6 +416,7 @@ def compare_paired_arrays(
             accuracy_method=str(accuracy_method[i]),
             margin_p_value=margin_p[i],
             margin_sides=sides[i],
+            margin_scale=scales[i],
             name=name,
             note=notes[i],
         )

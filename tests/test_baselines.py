@@ -40,7 +40,7 @@ def test_missing_then_update_then_pass(pytester: pytest.Pytester, tiny_model: Pa
     run(pytester, "-k", "baseline").assert_outcomes(passed=1)
 
 
-@pytest.mark.parametrize("method", ["mcnemar", "margin", "margin-split"])
+@pytest.mark.parametrize("method", ["auto", "mcnemar", "margin", "margin-split"])
 def test_verdict_method_is_selectable_and_recorded(pytester: pytest.Pytester, tiny_model: Path,
                                                    method: str) -> None:
     write_project(pytester.path, {"teacher": ("teacher", tiny_model)}, [mc_task()])
@@ -49,7 +49,12 @@ def test_verdict_method_is_selectable_and_recorded(pytester: pytest.Pytester, ti
         "--distillbench-json", "run.json").assert_outcomes(passed=1)
     items = json.loads((pytester.path / "run.json").read_text())["items"]
     (figures,) = [i["figures"] for i in items.values() if i["kind"] == "baseline"]
-    assert figures["test"] == method and figures["regressed"] is False
+    # auto on an unchanged model: margins on the same scale (log change 0), so the split test decides
+    used = "margin-split" if method == "auto" else method
+    assert figures["test"] == used and figures["regressed"] is False
+    assert ("margin_scale" in figures) == (method == "auto")
+    if method == "auto":
+        assert figures["margin_scale"] == pytest.approx(0.0, abs=1e-4)  # stored margins are rounded
     assert run(pytester, "--distillbench-verdict", "coin-toss").ret == pytest.ExitCode.USAGE_ERROR
 
 

@@ -13,6 +13,7 @@ from pytest_distillbench import stats
 from pytest_distillbench.errors import DistillbenchError
 from pytest_distillbench.records import ItemRecord
 from pytest_distillbench.verdicts import (
+    SCALE_TOLERANCE,
     PairedComparison,
     _wilcoxon_rows,
     choice_margin,
@@ -20,6 +21,7 @@ from pytest_distillbench.verdicts import (
     compare_paired_arrays,
     decide,
     item_margins,
+    margin_scale_change,
     margin_split_sides,
 )
 
@@ -124,7 +126,7 @@ def test_margin_test_ignores_a_run_that_is_only_less_confident():
     assert c.method == "margin" and c.p_value == 1.0 and c.p_value_improved == 1.0
 
 
-@pytest.mark.parametrize("method", ["margin", "margin-split"])
+@pytest.mark.parametrize("method", ["auto", "margin", "margin-split"])
 @pytest.mark.parametrize("margins", [None, {"doc0": 0.3}])
 def test_margin_method_falls_back_to_mcnemar_when_margins_are_missing(margins, method):
     base, cur = _scores([1, 1, 0, 1]), _scores([0, 1, 0, 0])
@@ -138,7 +140,7 @@ def test_margin_method_falls_back_to_mcnemar_when_margins_are_missing(margins, m
 def test_array_and_mapping_entry_points_agree():
     m0 = np.stack([_margin_runs(n=120, shift=s, seed=i)[0] for i, s in enumerate((0.0, 0.2, 0.4))])
     m1 = np.stack([_margin_runs(n=120, shift=s, seed=i)[1] for i, s in enumerate((0.0, 0.2, 0.4))])
-    for method in ("mcnemar", "margin", "margin-split"):
+    for method in ("auto", "mcnemar", "margin", "margin-split"):
         by_array = compare_paired_arrays(m0 > 0, m1 > 0, baseline_margins=m0, current_margins=m1, method=method)
         for row, comparison in enumerate(by_array):
             by_map = compare_paired(_scores(m0[row] > 0), _scores(m1[row] > 0), baseline_margins=_scores(m0[row]),
@@ -341,7 +343,7 @@ def _simulated(runs, n, shift, rng):
     return m0, m1
 
 
-@pytest.mark.parametrize("method", ["mcnemar", "margin", "margin-split"])
+@pytest.mark.parametrize("method", ["auto", "mcnemar", "margin", "margin-split"])
 def test_gate_holds_its_false_alarm_rate_when_nothing_changed(method):
     rng = np.random.default_rng(42)
     m0, m1 = _simulated(1500, 300, 0.0, rng)
@@ -363,22 +365,62 @@ def test_margin_tests_are_more_powerful_than_mcnemar_on_a_uniform_shift():
     rng = np.random.default_rng(4)
     m0, m1 = _simulated(400, 300, 0.12, rng)
     power = {}
-    for method in ("mcnemar", "margin", "margin-split"):
+    for method in ("auto", "mcnemar", "margin", "margin-split"):
         comparisons = compare_paired_arrays(m0 > 0, m1 > 0, baseline_margins=m0, current_margins=m1, method=method)
         power[method] = np.mean([decide([c])[0].regressed for c in comparisons])
     assert power["margin"] > power["mcnemar"] + 0.2
     # The split keeps less of that edge: 0.59 against McNemar's 0.45 on these runs.
     assert power["margin-split"] > power["mcnemar"]
+    # auto keeps most of the split's edge: most runs' margins stay on one scale.
+    assert power["auto"] > power["mcnemar"]
 
 
-def test_a_drop_that_comes_with_more_confidence_hides_from_the_split_test_but_not_from_mcnemar():
-    # Why McNemar stays the default: the same real drop, but the new run's margins are also 10 %
-    # wider. The right answers' side then sees margins grow and no longer calls the run worse.
+def test_a_drop_that_comes_with_more_confidence_hides_from_the_split_test_but_not_from_auto():
+    # The same real drop, but the new run's margins are also 10 % wider. The right answers' side
+    # then sees margins grow and no longer calls the run worse; auto sees the wider margins and
+    # lets McNemar decide.
     rng = np.random.default_rng(4)
     m0, m1 = _simulated(400, 300, 0.12, rng)
     m1 = 1.1 * m1
-    power = {}
-    for method in ("mcnemar", "margin-split"):
-        comparisons = compare_paired_arrays(m0 > 0, m1 > 0, baseline_margins=m0, current_margins=m1, method=method)
-        power[method] = np.mean([decide([c])[0].regressed for c in comparisons])
+    power, comparisons = {}, {}
+    for method in ("auto", "mcnemar", "margin-split"):
+        comparisons[method] = compare_paired_arrays(m0 > 0, m1 > 0, baseline_margins=m0, current_margins=m1,
+                                                    method=method)
+        power[method] = np.mean([decide([c])[0].regressed for c in comparisons[method]])
     assert power["margin-split"] < power["mcnemar"] - 0.1
+    assert power["auto"] >= power["mcnemar"] - 0.03
+    fell_back = [c for c in comparisons["auto"] if c.method == "mcnemar"]
+    assert len(fell_back) > 0.8 * len(comparisons["auto"])
+    assert all(c.note.startswith("auto: the run's margins are") and c.note.endswith("so McNemar decided")
+               for c in fell_back)
+    assert sum("larger overall" in c.note for c in fell_back) > 0.95 * len(fell_back)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.floats(0.2, 5.0))
+def test_margin_scale_change_reads_a_global_rescaling_exactly(seed, factor):
+    m0, m1 = _margin_runs(n=60, seed=seed)
+    before = margin_scale_change(m0, m1)[0]
+    assert margin_scale_change(m0, factor * m1)[0] == pytest.approx(before + math.log(factor), abs=1e-9)
+    assert margin_scale_change(m1, m0)[0] == pytest.approx(-before, abs=1e-12)  # swapping the runs negates it
+    assert margin_scale_change(m0, factor * m0)[0] == pytest.approx(math.log(factor), abs=1e-12)
+
+
+def test_margin_scale_change_is_blind_to_a_uniform_shift_and_undefined_without_kept_signs():
+    # A real drop moves right and wrong margins alike: the two sides' log ratios cancel.
+    rng = np.random.default_rng(11)
+    m0, m1 = _simulated(300, 500, 0.15, rng)
+    scale = margin_scale_change(m0, m1)
+    assert abs(scale.mean()) < 0.02 and np.mean(np.abs(scale) <= SCALE_TOLERANCE) > 0.8
+    assert math.isnan(margin_scale_change([1.0, -2.0], [-1.0, 2.0])[0])
+    c = compare_paired(_scores([1, 0]), _scores([0, 1]), baseline_margins=_scores([1.0, -2.0]),
+                       current_margins=_scores([-1.0, 2.0]), method="auto")
+    assert c.method == "mcnemar" and c.margin_scale is None and "no item kept its sign" in c.note
+
+
+def test_settings_offer_the_gate_s_methods_and_default():
+    # settings keeps its own copy so that reading settings imports no numpy
+    from pytest_distillbench import settings, verdicts
+
+    assert settings.VERDICT_METHODS == verdicts.METHODS
+    assert settings.DEFAULT_VERDICT == verdicts.DEFAULT_METHOD == settings.Settings.verdict
