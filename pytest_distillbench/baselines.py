@@ -53,13 +53,18 @@ def baseline_path(directory: Path, task: TaskSpec, model: str, backend: str) -> 
     return directory / task.suite / task.name / f"{model}.{backend}.json"
 
 
+MARGIN_DECIMALS = 6  # baselines store margins to this precision
+
+
 def margins(run: TaskRun) -> dict[str, float] | None:
     """Log-likelihood margin of the gold choice over the best wrong one, per item; None unless
-    every item has one (a baseline stores margins for all of its items or for none)."""
+    every item has one (a baseline stores margins for all of its items or for none). Rounded as
+    stored, so an unchanged model's margins equal its baseline's instead of differing by rounding
+    noise that a margin test would rank."""
     from .verdicts import item_margins
 
     out = item_margins(run.records)
-    return out if len(out) == len(run.records) else None
+    return {k: round(v, MARGIN_DECIMALS) for k, v in out.items()} if len(out) == len(run.records) else None
 
 
 def fingerprint_of(run: TaskRun, task: TaskSpec, session: DistillbenchSession) -> dict[str, Any]:
@@ -101,7 +106,7 @@ def baseline_document(run: TaskRun, task: TaskSpec, session: DistillbenchSession
     }
     m = margins(run)
     if m is not None:
-        doc["margins"] = {k: round(v, 6) for k, v in sorted(m.items())}
+        doc["margins"] = dict(sorted(m.items()))
     return doc
 
 
