@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from .errors import DistillbenchError
+from .settings import DEFAULT_VERDICT, VERDICT_METHODS
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -17,7 +18,7 @@ def _compare(args: argparse.Namespace) -> int:
     from .runfiles import load_run
 
     a, b = load_run(args.run_a), load_run(args.run_b)
-    rows = compare_runs(a, b, alpha=args.alpha, min_effect=args.min_effect)
+    rows = compare_runs(a, b, alpha=args.alpha, min_effect=args.min_effect, method=args.verdict)
     print(render_comparison(rows, args.run_a, args.run_b))
     if args.html:
         from .html import comparison_html
@@ -62,6 +63,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("run_b")
     c.add_argument("--alpha", type=float, default=0.05)
     c.add_argument("--min-effect", type=float, default=0.01)
+    c.add_argument("--verdict", choices=VERDICT_METHODS, default=DEFAULT_VERDICT,
+                   help=f"paired test, as the plugin's --distillbench-verdict (default {DEFAULT_VERDICT})")
     c.add_argument("--html", metavar="PATH", help="also write the comparison as HTML")
     r = sub.add_parser("report", help="regenerate the plot and HTML report from a run file")
     r.add_argument("run_file")

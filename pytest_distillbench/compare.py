@@ -1,8 +1,9 @@
 """``distillbench compare RUN_A RUN_B``: paired differences between two stored runs.
 
 Runs are matched by (task, model); two backends of one model compare the same way, since the
-backend is recorded on each run. The statistics are the regression gate's own (exact McNemar on
-paired items, Holm across rows).
+backend is recorded on each run. The statistics are the regression gate's own: the paired test
+chosen with ``method`` (by default the plugin's, which reads multiple-choice margins when both runs
+have them), Holm across rows.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class ComparisonRow:
     flops_a: float | None
     flops_b: float | None
     note: str = ""
+    test: str = ""  # the paired test that decided
 
 
 def _flops_per_item(run: TaskRun) -> float | None:
@@ -38,9 +40,11 @@ def _flops_per_item(run: TaskRun) -> float | None:
 
 
 def compare_runs(a: dict[str, Any], b: dict[str, Any], *, alpha: float = 0.05,
-                 min_effect: float = 0.01) -> list[ComparisonRow]:
-    from .verdicts import compare_paired, decide
+                 min_effect: float = 0.01, method: str | None = None) -> list[ComparisonRow]:
+    from .baselines import margins
+    from .verdicts import DEFAULT_METHOD, compare_paired, decide
 
+    method = method or DEFAULT_METHOD
     runs_a = {(r.task, r.model): r for r in a["runs"]}
     runs_b = {(r.task, r.model): r for r in b["runs"]}
     keys = [k for k in runs_a if k in runs_b]
@@ -49,7 +53,12 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any], *, alpha: float = 0.05,
         ra, rb = runs_a[key], runs_b[key]
         if ra.task_fingerprint != rb.task_fingerprint:
             continue
-        comparisons.append(compare_paired(ra.outcomes(), rb.outcomes()))
+        margins_a, margins_b = (margins(ra), margins(rb)) if method != "mcnemar" else (None, None)
+        both = margins_a is not None and margins_b is not None
+        comparisons.append(compare_paired(ra.outcomes(), rb.outcomes(),
+                                          baseline_margins=margins_a if both else None,
+                                          current_margins=margins_b if both else None,
+                                          method=method if both else "mcnemar"))
         pairs.append((ra, rb))
     verdicts = decide(comparisons, alpha=alpha, min_effect=min_effect)
     rows = []
@@ -59,7 +68,7 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any], *, alpha: float = 0.05,
             task=ra.task, model=ra.model, backend_a=ra.backend, backend_b=rb.backend, n=c.n,
             score_a=c.baseline_score, score_b=c.current_score, lost=c.lost, gained=c.gained,
             p_value=c.p_value, p_holm=v.adjusted_p, regressed=v.regressed, improved=v.improved,
-            flops_a=_flops_per_item(ra), flops_b=_flops_per_item(rb)))
+            flops_a=_flops_per_item(ra), flops_b=_flops_per_item(rb), test=c.method))
     for key in keys:
         ra, rb = runs_a[key], runs_b[key]
         if ra.task_fingerprint != rb.task_fingerprint:
@@ -91,7 +100,8 @@ def render_comparison(rows: list[ComparisonRow], name_a: str, name_b: str) -> st
         verdict = "REGRESSED" if r.regressed else ("improved" if r.improved else (r.note or "same"))
         backend = r.backend_a if r.backend_a == r.backend_b else f"{r.backend_a}/{r.backend_b}"
         body.append([r.task, r.model, backend, r.n or "-", num(r.score_a), num(r.score_b),
-                     num(r.score_b - r.score_a, "+.3f"), r.lost, r.gained, num(r.p_holm, ".3g"), verdict])
-    headers = ["task", "model", "backend", "n", "A", "B", "B-A", "lost", "gained", "p (Holm)", "verdict"]
+                     num(r.score_b - r.score_a, "+.3f"), r.lost, r.gained, r.test or "-",
+                     num(r.p_holm, ".3g"), verdict])
+    headers = ["task", "model", "backend", "n", "A", "B", "B-A", "lost", "gained", "test", "p (Holm)", "verdict"]
     return (f"A = {name_a}\nB = {name_b}\n"
             + tabulate(body, headers=headers, tablefmt="simple", disable_numparse=True))

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from pytest_distillbench import stats
 from pytest_distillbench.cli import main as cli_main
+from pytest_distillbench.compare import render_comparison
 from pytest_distillbench.html import (
     changed_items,
     comparison_html,
@@ -226,6 +227,32 @@ def test_cli_report_and_compare_html(run_files: tuple[Path, Path], tmp_path: Pat
     text = " ".join(page.text)
     assert "REGRESSED" in text and "student-distilled-small" in text
     assert "A response" in text and "B response" in text and "script" not in page.tags
+
+
+def _mc_run(margins: list[float]) -> TaskRun:
+    records = tuple(ItemRecord(doc_id=i, doc_hash=f"mc-{i:03d}", prompt="Q", target="A", response="A",
+                               raw_response="", score=float(m > 0), prompt_tokens=5, output_tokens=0,
+                               choice_logprobs=(-1.0, -1.0 - m), gold=0)
+                    for i, m in enumerate(margins))
+    return TaskRun(task="reasoning/mc", model="student", metric="acc,none", records=records,
+                   wall_seconds=1.0, model_fingerprint="sha-s", task_fingerprint="fp-mc", cost=None)
+
+
+def test_compare_uses_the_gate_s_default_test_with_margins() -> None:
+    from pytest_distillbench.compare import compare_runs
+
+    rng = random.Random(3)
+    base = [rng.gauss(0.5, 1.0) for _ in range(300)]
+    drop = [m - 0.3 + rng.gauss(0.0, 0.2) for m in base]  # worse everywhere, same scale
+    docs = {name: {"runs": [_mc_run(m)]} for name, m in
+            (("base", base), ("drop", drop), ("wider", [1.5 * m for m in base]))}
+    (row,) = compare_runs(docs["base"], docs["drop"])
+    assert row.test == "margin-split" and row.regressed
+    (row,) = compare_runs(docs["base"], docs["wider"])  # same answers, margins 50 % wider
+    assert row.test == "mcnemar" and not row.regressed and row.lost == row.gained == 0
+    (row,) = compare_runs(docs["base"], docs["drop"], method="mcnemar")
+    assert row.test == "mcnemar"
+    assert "margin-split" in render_comparison(compare_runs(docs["base"], docs["drop"]), "a", "b")
 
 
 def test_cli_report_bad_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
