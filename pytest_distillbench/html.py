@@ -544,12 +544,13 @@ def comparison_html(rows: list[ComparisonRow], run_a: dict[str, Any], run_b: dic
         verdict_text = "REGRESSED" if r.regressed else ("improved" if r.improved else (r.note or "same"))
         backend = r.backend_a if r.backend_a == r.backend_b else f"{r.backend_a} / {r.backend_b}"
         body.append([r.task, r.model, backend, r.n or "-", fmt(r.score_a), fmt(r.score_b),
-                     fmt(r.score_b - r.score_a, "+.3f"), r.lost, r.gained, fmt(r.p_value, ".3g"),
+                     fmt(r.score_b - r.score_a, "+.3f"), r.lost, r.gained, r.test or "-", fmt(r.p_value, ".3g"),
                      fmt(r.p_holm, ".3g"), fmt(r.flops_a, ".3g"), fmt(r.flops_b, ".3g"), verdict_text])
         classes.append("fail" if r.regressed else "")
-    headers = ["task", "model", "backend", "n", "A", "B", "B-A", "lost", "gained", "p", "p (Holm)",
+    headers = ["task", "model", "backend", "n", "A", "B", "B-A", "lost", "gained", "test", "p", "p (Holm)",
                "FLOPs/item A", "FLOPs/item B", "verdict"]
-    parts = [head, "<h2>Paired differences</h2>", table(headers, body, numeric=range(3, 13), row_classes=classes)]
+    numeric = [*range(3, 9), *range(10, 14)]  # the test's name is text
+    parts = [head, "<h2>Paired differences</h2>", table(headers, body, numeric=numeric, row_classes=classes)]
     runs_a, runs_b = task_runs(run_a), task_runs(run_b)
     for r in regressed:
         a, b = runs_a.get((r.task, r.model)), runs_b.get((r.task, r.model))

@@ -226,6 +226,7 @@ def test_cli_report_and_compare_html(run_files: tuple[Path, Path], tmp_path: Pat
     page = parse(page_path.read_text(encoding="utf-8"))
     text = " ".join(page.text)
     assert "REGRESSED" in text and "student-distilled-small" in text
+    assert "mcnemar" in page.text  # the test that decided each row (no margins in these runs)
     assert "A response" in text and "B response" in text and "script" not in page.tags
 
 
