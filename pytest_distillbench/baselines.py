@@ -163,7 +163,7 @@ def _session_verdicts(session: DistillbenchSession) -> dict[tuple[str, str], Any
     if cached is not None:
         return cached
     from .evaluation import Unavailable
-    from .verdicts import compare_paired, decide
+    from .verdicts import decide, gate_comparison
 
     keys, comparisons = [], []
     for entry in session.items.values():
@@ -181,14 +181,8 @@ def _session_verdicts(session: DistillbenchSession) -> dict[tuple[str, str], Any
             continue
         if base is None or comparability(base, fingerprint_of(outcome, task, session), outcome).blocking:
             continue
-        use_margins = session.settings.verdict in ("auto", "margin", "margin-split")
-        current_margins = margins(outcome) if use_margins else None
-        comparisons.append(compare_paired(
-            base.items, outcome.outcomes(),
-            baseline_margins=base.margins if current_margins is not None else None,
-            current_margins=current_margins if base.margins is not None else None,
-            method=(session.settings.verdict if use_margins and current_margins is not None and base.margins
-                    else "mcnemar")))
+        comparisons.append(gate_comparison(base.items, outcome.outcomes(), baseline_margins=base.margins,
+                                           current_margins=margins(outcome), method=session.settings.verdict))
         keys.append((entry.task, entry.model))
     verdicts = decide(comparisons, alpha=session.settings.alpha, min_effect=session.settings.min_effect)
     result = dict(zip(keys, verdicts, strict=True))

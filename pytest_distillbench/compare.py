@@ -42,7 +42,7 @@ def _flops_per_item(run: TaskRun) -> float | None:
 def compare_runs(a: dict[str, Any], b: dict[str, Any], *, alpha: float = 0.05,
                  min_effect: float = 0.01, method: str | None = None) -> list[ComparisonRow]:
     from .baselines import margins
-    from .verdicts import DEFAULT_METHOD, compare_paired, decide
+    from .verdicts import DEFAULT_METHOD, decide, gate_comparison
 
     method = method or DEFAULT_METHOD
     runs_a = {(r.task, r.model): r for r in a["runs"]}
@@ -53,12 +53,8 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any], *, alpha: float = 0.05,
         ra, rb = runs_a[key], runs_b[key]
         if ra.task_fingerprint != rb.task_fingerprint:
             continue
-        margins_a, margins_b = (margins(ra), margins(rb)) if method != "mcnemar" else (None, None)
-        both = margins_a is not None and margins_b is not None
-        comparisons.append(compare_paired(ra.outcomes(), rb.outcomes(),
-                                          baseline_margins=margins_a if both else None,
-                                          current_margins=margins_b if both else None,
-                                          method=method if both else "mcnemar"))
+        comparisons.append(gate_comparison(ra.outcomes(), rb.outcomes(), baseline_margins=margins(ra),
+                                           current_margins=margins(rb), method=method))
         pairs.append((ra, rb))
     verdicts = decide(comparisons, alpha=alpha, min_effect=min_effect)
     rows = []

@@ -457,6 +457,24 @@ def compare_paired(
     )[0]
 
 
+def gate_comparison(
+    baseline: Mapping[str, float],
+    current: Mapping[str, float],
+    *,
+    baseline_margins: Mapping[str, float] | None,
+    current_margins: Mapping[str, float] | None,
+    method: str,
+    name: str = "",
+) -> PairedComparison:
+    """The comparison the gate (baselines, ``distillbench compare``) makes: ``method`` where both
+    runs carry margins, McNemar where a task has none (generation), without a fallback note,
+    since a task without margins is not a margin test that failed to run."""
+    if method in _MARGIN_METHODS and baseline_margins is not None and current_margins is not None:
+        return compare_paired(baseline, current, baseline_margins=baseline_margins,
+                              current_margins=current_margins, method=method, name=name)
+    return compare_paired(baseline, current, name=name)
+
+
 def _reason(c: PairedComparison, adjusted: float, adjusted_improved: float, alpha: float,
             min_effect: float) -> tuple[bool, bool, str]:
     significant_drop = adjusted < alpha
