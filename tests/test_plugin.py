@@ -139,7 +139,9 @@ def test_run_file_written(pytester: pytest.Pytester, tiny_model: Path) -> None:
     assert run_["task"] == "demo/compare" and len(run_["records"]) == 16
     record = run_["records"][0]
     assert {"doc_hash", "prompt", "target", "response", "score", "prompt_tokens", "output_tokens"} <= set(record)
-    assert record["prompt_tokens"] == len(record["prompt"])  # character-level tokenizer
+    from pytest_distillbench.zoo.tokenizer import build_tokenizer
+
+    assert record["prompt_tokens"] == len(build_tokenizer()(record["prompt"])["input_ids"])
 
 
 def test_xdist_shards_without_double_work(pytester: pytest.Pytester, tiny_model: Path,

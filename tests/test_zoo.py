@@ -31,7 +31,7 @@ from pytest_distillbench.zoo.corpus import (
     load_records,
     tokenizer,
 )
-from pytest_distillbench.zoo.tokenizer import CHARACTERS
+from pytest_distillbench.zoo.tokenizer import CHARACTERS, INDENT, WORDS, frequent_words
 from pytest_distillbench.zoo.training import (
     TrainConfig,
     distillation_kl,
@@ -102,11 +102,40 @@ def miniature_builds(tiny_data, tmp_path_factory) -> tuple[Path, Path, dict]:
 # --- pure functions ---------------------------------------------------------------------------
 
 @settings(deadline=None)
-@given(text=st.text(st.sampled_from(CHARACTERS), max_size=60))
-def test_tokenizer_is_one_token_per_character_and_round_trips(text):
+@given(text=st.lists(st.sampled_from(CHARACTERS + ("Cal", " taller", INDENT, "nums")), max_size=60)
+       .map("".join))
+def test_tokenizer_round_trips_any_printable_text_without_unknowns(text):
     ids = tokenizer()(text, add_special_tokens=False)["input_ids"]
-    assert len(ids) == len(text) and tokenizer().unk_token_id not in ids
+    assert tokenizer().unk_token_id not in ids
     assert tokenizer().decode(ids) == text
+    assert len(ids) <= len(text)
+
+
+def test_tokenizer_keeps_known_words_whole_and_everything_else_per_character():
+    pieces = tokenizer().tokenize("Cal is taller than Max. Sort: isab -> Calx 290+974=")
+    assert pieces[:5] == ["Cal", " is", " taller", " than", " Max"]
+    # letters that only start a known word, digits and unknown words stay characters
+    assert pieces[pieces.index(":") + 2: pieces.index(":") + 6] == ["i", "s", "a", "b"]
+    assert pieces[-14:] == list(" Calx 290+974=")
+    assert tokenizer().tokenize("def f(a):\n    return a") == [
+        "def", " ", "f", "(", "a", ")", ":", "\n", INDENT, "return", " ", "a"]
+
+
+@given(words=st.lists(st.text(st.sampled_from("abcXY"), min_size=1, max_size=4), max_size=30),
+       min_count=st.integers(1, 4))
+def test_frequent_words_counts_whole_letter_runs(words, min_count):
+    found = frequent_words([" ".join(words)], min_count)
+    assert list(found) == sorted(found)
+    for word in set(words):
+        assert (word in found) == (words.count(word) >= min_count and len(word) >= 2)
+
+
+def test_the_frozen_words_are_the_bundled_train_splits_frequent_words():
+    from pytest_distillbench.data.formats import training_pair
+
+    records = load_records(ZOO_DIR.parents[1] / "suites" / "data", "train")
+    texts = ("".join(training_pair(r)) for rows in records.values() for r in rows)
+    assert frequent_words(texts) == WORDS
 
 
 @settings(deadline=None)
@@ -115,9 +144,11 @@ def test_tokenizer_is_one_token_per_character_and_round_trips(text):
        max_len=st.integers(24, 64))
 def test_encode_pair_keeps_the_whole_target_and_fits(ctx, tgt, max_len):
     c, t = encode_pair(ctx, tgt, max_len)
+    whole_ctx = tokenizer()(ctx, add_special_tokens=False)["input_ids"]
     assert len(c) + len(t) <= max_len
-    assert len(t) == len(tgt)  # one token per character
-    assert len(c) == min(len(ctx), max_len - len(tgt)) or (len(c) == 1 and not ctx)
+    assert len(t) == len(tgt)  # digits and newlines are one token each
+    assert list(c) == whole_ctx[len(whole_ctx) - len(c):]  # the context's end is kept
+    assert len(c) == min(len(whole_ctx), max_len - len(tgt)) or (len(c) == 1 and not ctx)
 
 
 examples_strategy = st.lists(

@@ -8,7 +8,7 @@ import torch
 
 from .tokenizer import build_tokenizer
 
-N_POSITIONS = 256  # the longest training example (a code prompt with its body) is under 200 characters
+N_POSITIONS = 256  # the longest training example (a code prompt with its body) is under 200 tokens
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ STUDENT_SHAPE = ModelShape(n_layer=3, n_embd=64, n_head=4)
 
 
 def gpt2_config(shape: ModelShape):
-    """A GPT-2 config for the character tokenizer; dropout off so training is a pure function
+    """A GPT-2 config for the zoo's tokenizer; dropout off so training is a pure function
     of seeds and data order."""
     from transformers import GPT2Config
 

@@ -67,8 +67,8 @@ def render_card(facts: ModelFacts) -> str:
         "## Model",
         "",
         f"- architecture: GPT-2 (`GPT2LMHeadModel`), {arch['n_layer']} layers, width {arch['n_embd']}, "
-        f"{arch['n_head']} heads, {arch['n_positions']} positions, character vocabulary of "
-        f"{arch['vocab_size']} (tied input/output embeddings)",
+        f"{arch['n_head']} heads, {arch['n_positions']} positions, vocabulary of "
+        f"{arch['vocab_size']} (characters and the suites' frequent words; tied input/output embeddings)",
         f"- parameters: {facts.parameters:,} total, {facts.non_embedding_parameters:,} non-embedding, "
         f"{facts.matmul_parameters:,} in matrix multiplies (non-embedding + output projection)",
         f"- fingerprint (sha256 of weights, config and tokenizer; this card excluded): `{facts.fingerprint}`",

@@ -50,7 +50,7 @@ class Batch:
 
 @lru_cache(maxsize=1)
 def tokenizer():
-    """The zoo's character tokenizer, built once per process."""
+    """The zoo's tokenizer, built once per process."""
     return build_tokenizer()
 
 
