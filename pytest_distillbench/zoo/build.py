@@ -41,8 +41,8 @@ CONTROL_INIT = {"control": "student_init", "control-b": "control_b_init"}
 class ZooPlan:
     teacher_shape: ModelShape = TEACHER_SHAPE
     student_shape: ModelShape = STUDENT_SHAPE
-    teacher: TrainConfig = TrainConfig(steps=7500, batch_size=32, lr=3e-3, warmup=100, log_every=250)
-    student: TrainConfig = TrainConfig(steps=3500, batch_size=32, lr=4e-3, warmup=100, log_every=250,
+    teacher: TrainConfig = TrainConfig(steps=12000, batch_size=32, lr=3e-3, warmup=100, log_every=250)
+    student: TrainConfig = TrainConfig(steps=6500, batch_size=32, lr=4e-3, warmup=100, log_every=250,
                                        alpha=0.9, temperature=2.0)
     validation_limit: int = 200
     code_validation_limit: int = 40
