@@ -143,15 +143,15 @@ def test_lifecycle_on_embedded_models(pytester: pytest.Pytester) -> None:
             "[tool.distillbench.models.small]\nrole = \"student\"\n"
             f"path = \"{ZOO / student}\"\nteacher = \"teacher\"\n")
 
-    select = ("-k", "sort_letters and small-baseline", "--distillbench-limit", "200",
+    select = ("-k", "add_3d and small-baseline", "--distillbench-limit", "200",
               "--distillbench-baselines", "bl")
     project("student")
     run_ = lambda *a: pytester.runpytest("-p", "no:cacheprovider", "--distillbench",  # noqa: E731
-                                         "suites/reasoning.yaml", *select, *a)
+                                         "suites/math.yaml", *select, *a)
     run_().assert_outcomes(failed=1)
     run_("--distillbench-update-baselines").assert_outcomes(passed=1)
     run_().assert_outcomes(passed=1)
-    # On sort_letters the teacher (0.995) is far better than the control (0.79): swapping the
+    # On add_3d the teacher (0.71) is far better than the control (0.27): swapping the
     # checkpoints under the student's name simulates an improved and a degraded student.
     project("control")
     run_("--distillbench-update-baselines").assert_outcomes(passed=1)
