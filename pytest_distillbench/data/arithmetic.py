@@ -111,7 +111,7 @@ def mul_1d2d(rng: random.Random) -> Record:
     return _equation(number, "*", digit)
 
 
-# name -> pronoun; short names keep prompts short for character-level models
+# name -> pronoun; short names keep prompts short for small models
 PEOPLE = {"Ann": "She", "Bob": "He", "Cal": "He", "Dee": "She", "Eve": "She",
           "Gus": "He", "Liv": "She", "Max": "He", "Sam": "He", "Zoe": "She"}
 OBJECTS = ("pens", "cards", "books", "coins", "stamps", "shells", "cups", "marbles")
