@@ -149,8 +149,8 @@ def default_models() -> tuple[ModelSpec, ...]:
                   teacher="teacher", expect_distilled=True),
         # No evidence items for the controls by default: each would be tested against the one
         # other control, and two models trained on the same labels can differ from each other by
-        # more than item sampling explains: tested, the embedded `control` is flagged on
-        # `ordering` (p = 0.0014 after Holm) and `control-b` on `code_lists` (p = 0.022). Declare
+        # more than item sampling explains: tested, the embedded `control-b` is flagged against
+        # `control` on `tracking` (p = 7e-4 after Holm) and `ordering` (p = 0.0036). Declare
         # `expect_distilled = false` on them in pyproject.toml to test them anyway.
         ModelSpec(name="control", role="control", path=str(checkpoint("control")),
                   teacher="teacher"),
