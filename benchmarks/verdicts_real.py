@@ -15,24 +15,23 @@ students are kept under ``.distillbench/real-verdicts/models`` so a re-run only 
 second table gives, for each multiple-choice task of each pair, how much larger the new run's
 margins are overall (``verdicts.margin_scale_change``) and which test ``auto`` let decide.
 
-Measured (2-core CPU, one thread; seeds 0, 1, 2; 13 tasks; the 7,500-step teacher and 3,500-step
-students of the current recipe; 1,367 s of training, about 6 min of evaluation):
+Measured (2-core CPU, one thread; seeds 0, 1, 2; 13 tasks; the committed 12,000-step teacher
+and 6,500-step students of the current recipe; about 20 min of training, 5 min of evaluation):
 
-    mean score over tasks: seed0 0.360, seed1 0.269, seed2 0.326, weak-x0.5 0.116
+    mean score over tasks: seed0 0.670, seed1 0.635, seed2 0.666, weak-x0.5 0.287
     pairs                      sessions  task verdicts  auto          mcnemar       margin        margin-split
-    other seed                 6         78             14/78, 5/6    14/78, 5/6    14/78, 5/6    15/78, 5/6
-    weak, steps x0.5           3         39             23/39, 3/3    23/39, 3/3    23/39, 3/3    22/39, 3/3
+    other seed                 6         78             10/78, 5/6    10/78, 5/6    9/78, 5/6     9/78, 5/6
+    weak, steps x0.5           3         39             27/39, 3/3    27/39, 3/3    28/39, 3/3    27/39, 3/3
 
 (task verdicts failed, sessions with any failure). At this size, seeds of one recipe are not
-equally good checkpoints: seed 1 is 9 points below seed 0 on average, and a failed verdict
-between seeds is a task on which the new checkpoint is worse (the gate judges a checkpoint, not
-a recipe): seed 0 -> seed 1 fails 5 tasks and seed 1 -> seed 0 none, while seed 2 -> seed 0
-fails mul_1d2d, where seed 2 is the better one. So these are not a false-alarm measurement;
-benchmarks/verdicts.py, where the truth is known, is. The margins of different seeds differ in overall size by 1-107 % (median 21 %) on
-the three multiple-choice tasks, so ``auto`` let McNemar decide on 16 of 18 other-seed
-comparisons and 8 of 9 weak ones: between checkpoints this different it is McNemar, and the
-split margin test, which a change of confidence misleads, decided only where the spread
-changed by 2 % or less.
+equally good checkpoints (seed 1 is 3.5 points below seed 0 on average), and a failed verdict
+between seeds is a task on which the new checkpoint is worse: the gate judges a checkpoint, not
+a recipe. So these are not a false-alarm measurement; benchmarks/verdicts.py, where the truth is
+known, is. The margins of different seeds differ in overall size by 5-69 % (median 29 %) on the
+three multiple-choice tasks, so ``auto`` let McNemar decide on 16 of 18 other-seed comparisons
+and 9 of 9 weak ones: between checkpoints this different it is McNemar, and the split margin
+test, which a change of confidence misleads, decided only where the spread changed by 5 % or
+less.
 """
 
 from __future__ import annotations
