@@ -33,10 +33,11 @@ class TrainConfig:
     log_every: int = 100
     # "token": every target token weighs the same in a batch's loss; "example": every example
     # does, however long its target. Token weighting lets a worked 30-character answer outweigh a
-    # one-token multiple-choice answer 30 to 1, yet it is the better recipe here: the embedded
-    # (character-level) teacher trained with example weighting (and code drawn half as often) lost far more on
-    # arithmetic than it gained on multiple choice (validation mean over math and reasoning 0.51
-    # against 0.76; ordering 0.40 against 0.32, tracking 0.29 against 0.26).
+    # one-token multiple-choice answer 30 to 1, yet it was the better recipe when last compared:
+    # a character-level teacher (lr 3e-3) trained with example weighting (and code drawn half as
+    # often) lost far more on arithmetic than it gained on multiple choice (validation mean over
+    # math and reasoning 0.51 against 0.76; ordering 0.40 against 0.32, tracking 0.29 against
+    # 0.26). Not re-run at the current learning rates.
     weighting: str = "token"
 
     def scaled(self, scale: float) -> TrainConfig:
