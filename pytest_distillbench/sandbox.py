@@ -744,9 +744,13 @@ def _enter_user_namespace(flags: int) -> bool:
     uid, gid = os.getuid(), os.getgid()
     if not _try_unshare(_CLONE_NEWUSER | flags):
         return False
-    _write_file("/proc/self/setgroups", "deny")
-    _write_file("/proc/self/uid_map", f"0 {uid} 1")
-    _write_file("/proc/self/gid_map", f"0 {gid} 1")
+    _prctl(_PR_SET_DUMPABLE, 1)  # a process that is not dumpable may not write its own maps
+    try:
+        _write_file("/proc/self/setgroups", "deny")
+        _write_file("/proc/self/uid_map", f"0 {uid} 1")
+        _write_file("/proc/self/gid_map", f"0 {gid} 1")
+    finally:
+        _prctl(_PR_SET_DUMPABLE, 0)
     return True
 
 
