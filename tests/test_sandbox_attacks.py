@@ -154,27 +154,25 @@ ATTACKS: dict[str, str] = {
                         pass
         return 0
     """),
-    "token hunt: the process's own memory through /proc/self/mem": body("""
-        import os, re
+    "token hunt: the process's own memory, read through ctypes": body("""
+        import ctypes, os, re
         tokens = set()
-        with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
-            for line in maps:
-                span, perms = line.split()[:2]
-                if not perms.startswith("rw"):
-                    continue
-                start, end = (int(x, 16) for x in span.split("-"))
-                try:
-                    mem.seek(start)
-                    chunk = mem.read(min(end - start, 64 << 20))
-                except OSError:
-                    continue
-                tokens.update(re.findall(rb"\\n([0-9a-f]{32})\\n", chunk))
+        with open("/proc/self/maps") as maps:
+            regions = [line.split()[:2] for line in maps]
+        for span, perms in regions:
+            if not perms.startswith("rw"):
+                continue
+            start, end = (int(x, 16) for x in span.split("-"))
+            chunk = ctypes.string_at(start, min(end - start, 64 << 20))
+            tokens.update(re.findall(rb"\\n([0-9a-f]{32})\\n", chunk))
         for token in tokens:
             for fd in range(256):
                 try:
                     os.write(fd, b"\\n" + token + b"\\n")
                 except OSError:
                     pass
+        if tokens:
+            os._exit(0)
         return 0
     """),
     "other processes: memory, environment and descriptors of every pid": body("""
@@ -375,8 +373,8 @@ def test_the_attacks_work_against_a_shared_interpreter():
 
 def test_the_attacks_work_against_the_previous_harness():
     """The harness before this design (check in the candidate's process, a token in its memory,
-    the candidate as __main__'s neighbour) is fooled by the guard patch, the frame walk and the
-    exec shadow: the attacks below are not vacuous."""
+    the candidate as __main__'s neighbour) is fooled by the guard patch, the frame walk, the
+    exec shadow and a scan of the process's memory: the attacks below are not vacuous."""
     revision = "93095b7"
     shown = subprocess.run(["git", "-C", str(REPO), "show", f"{revision}:pytest_distillbench/sandbox.py"],
                            capture_output=True, text=True)
@@ -385,7 +383,8 @@ def test_the_attacks_work_against_the_previous_harness():
     script = shown.stdout + textwrap.dedent(f"""
         if __name__ == "sandbox_before":
             import json as _json
-            _attacks = {json.dumps({n: TOP_LEVEL_ATTACKS[n] for n in TOP_LEVEL_ATTACKS if "exit" not in n})!r}
+            _attacks = {json.dumps({**{n: TOP_LEVEL_ATTACKS[n] for n in TOP_LEVEL_ATTACKS if "exit" not in n},
+                                    "memory": ATTACKS["token hunt: the process's own memory, read through ctypes"]})!r}
             print(_json.dumps({{n: check_completion({PROMPT!r}, c, {TEST!r}, "add").status
                                for n, c in _json.loads(_attacks).items()}}))
     """)
