@@ -6,6 +6,7 @@ import copy
 import pickle
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import datasets
 import pytest
@@ -33,6 +34,7 @@ ADD = {
     "entry_point": "add",
 }
 RIGHT, WRONG = "    return a + b\n", "    return a * b\n"
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -313,3 +315,59 @@ def test_lm_eval_with_take_first_then_the_execute_filter(canned_lm, task_manager
     results, sample = evaluate(canned_lm, task_manager, filter_list=first)
     assert sample["filtered_resps"] == [RIGHT]
     assert results["pass@1,executed"] == 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Isolation: said once, and a suite may require a minimum level
+
+
+def test_the_isolation_level_is_said_once(allowed, monkeypatch, capsys):
+    import threading
+
+    import pytest_distillbench.tasks.code as code
+    from pytest_distillbench import sandbox
+
+    monkeypatch.setattr(code, "_announced", threading.Event())
+    process_results(ADD, [RIGHT])
+    process_results(ADD, [WRONG])
+    said = [line for line in capsys.readouterr().err.splitlines() if "sandbox isolation" in line]
+    assert len(said) == 1
+    assert sandbox.isolation().level in said[0]
+
+
+def test_a_required_level_above_the_available_one_refuses_to_run(allowed, monkeypatch):
+    import pytest_distillbench.tasks.code as code
+    from pytest_distillbench.sandbox import Isolation
+
+    monkeypatch.setattr(code, "isolation", lambda: Isolation(seccomp=True))  # no namespaces here
+    with pytest.raises(DistillbenchError, match="requires sandbox isolation 'namespaces'.*only seccomp"):
+        code.execute_all([(code.Problem.of(ADD), RIGHT)], required_isolation="namespaces")
+    assert code.execute_all([(code.Problem.of(ADD), RIGHT)], required_isolation="seccomp")[0].result.passed
+    with pytest.raises(DistillbenchError, match="unknown isolation level"):
+        code.execute_all([(code.Problem.of(ADD), RIGHT)], required_isolation="chroot")
+
+
+def test_the_filter_enforces_the_suites_required_level(allowed, monkeypatch, tmp_path):
+    import pytest_distillbench.tasks.code as code
+    from pytest_distillbench import sandbox
+    from pytest_distillbench.sandbox import Isolation
+    from pytest_distillbench.suites import ISOLATION_LEVELS, load_suite
+
+    assert ISOLATION_LEVELS == sandbox.LEVELS
+    source = (REPO / "suites" / "code.yaml").read_text()
+    suite_file = tmp_path / "code.yaml"
+    suite_file.write_text(source.replace("allow_code_execution: true",
+                                         "allow_code_execution: true\nrequire_isolation: namespaces")
+                          .replace("data/code/", str(REPO / "suites" / "data" / "code") + "/"))
+    suite = load_suite(suite_file)
+    steps = [step for task in suite.tasks for pipeline in task.config["filter_list"]
+             for step in pipeline["filter"]]
+    assert steps and all(step["require_isolation"] == "namespaces" for step in steps)
+    kwargs = {k: v for k, v in steps[0].items() if k != "function"}
+    monkeypatch.setattr(code, "isolation", lambda: Isolation(seccomp=True))
+    with pytest.raises(DistillbenchError, match="require_isolation|requires sandbox isolation"):
+        ExecuteCompletions(**kwargs).apply([[RIGHT]], [ADD])
+    suite_file.write_text(suite_file.read_text().replace("require_isolation: namespaces",
+                                                         "require_isolation: chroot"))
+    with pytest.raises(DistillbenchError, match="require_isolation"):
+        load_suite(suite_file)
