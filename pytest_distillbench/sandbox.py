@@ -1,4 +1,5 @@
-"""Isolated execution of untrusted, model-generated Python programs.
+"""Isolated execution of untrusted, model-generated Python programs, and verdicts on them that
+the program cannot forge.
 
 Every program runs in a process tree of its own, so that whatever it does the evaluating
 process neither crashes nor hangs. The trees are forked from one long-lived "zygote", so a
@@ -9,57 +10,89 @@ program costs a few forks rather than an interpreter start::
         ▼
     zygote ──fork──► supervisor: reads the request from its stdin; once init exits (or on
                        │  timeout) kills init's process group, reaps it, reports the status
-                       │  unshare(pid, net, mount, ipc, uts namespaces) where permitted
-                       └─fork─► init (pid 1 of the new pid namespace): own session
-                                  │  private /proc, fresh tmpfs over /tmp and other
-                                  │  world-writable directories, tmpfs work directory
-                                  └─fork─► worker: rlimits, unprivileged uid, runs the code
+                       │  unshare(pid, net, mount, ipc, uts namespaces): as root directly,
+                       │  otherwise inside a new user namespace where the kernel allows one
+                       └─fork─► init (pid 1 of the new pid namespace): own session; private
+                                  │  /proc, the host's mounts read-only, fresh tmpfs over /tmp
+                                  │  and other world-writable directories and the work directory
+                                  ├─fork─► program worker (run_python): confined, runs the code
+                                  │   or, for check_completion, two workers joined by two pipes:
+                                  ├─fork─► judge: holds the test and the token; runs no
+                                  │          candidate code; not dumpable; its own uid as root
+                                  └─fork─► candidate: confined, runs prompt + completion and
+                                             answers the judge's calls with plain data
+
+"Confined" is: rlimits, an unprivileged per-run uid as root (a nested user namespace without
+root, so it holds no capability over the namespaces above), no_new_privs, and a seccomp filter
+(libseccomp, where installed) refusing sockets of every family, ptrace, process_vm_*, pidfd_*,
+signals to any process but itself, setsid/setpgid, namespaces, mounts, io_uring and bpf.
 
 The zygote only receives descriptors and forks: it never reads a request, so no program, test
 or token ever enters its memory, and every program starts from the same state, that of a
 freshly started ``python -I`` with this module loaded (nothing a previous program imported,
-patched or set is there). Namespaces, the uid switch, rlimits and the environment are applied
-after the fork, per program, by the supervisor, init and worker.
+patched or set is there).
 
-What is contained, and how:
+The verdict (``check_completion``). What is guaranteed, at every isolation level on Linux: a
+completion can make ``check`` pass only by returning, for the test's arguments, values equal to
+the expected ones. The test, its expected values and the per-run success token never exist in
+any process the candidate descends from or can read: they travel on a pipe only the judge
+reads, after the candidate's process was forked. The candidate can neither introspect the judge
+(another process: frames, ``gc``, ``__main__`` patching and builtins reach only the candidate's
+own interpreter) nor read its memory (the judge is not dumpable and, as root, another uid;
+ptrace and process_vm_readv are refused by seccomp). What crosses to the judge is JSON decoded
+into fresh built-in values (None, bool, int, float, complex, str, bytes, list, tuple, dict, set,
+frozenset), so no object with a custom ``__eq__`` reaches the comparison. The judge writes the
+token to a channel the candidate does not hold, only after ``check`` returned; "passed" needs
+that token and the judge's exit code 0. Leaving early (``sys.exit``, ``os._exit``, a crash,
+killing the judge) fails the item.
+What is not guaranteed: the candidate sees the test's arguments (it must, to compute), so a
+completion may still special-case inputs it can guess, e.g. from the prompt's examples; it may
+learn across runs where it can write something that outlives a run (the ``seccomp`` level
+below); the test's arguments and the candidate's results must be plain values (a test passing a
+function or an object cannot be scored, and fails); and a test that never calls the candidate
+passes whatever it is. Not a defence against kernel exploits or side channels (timing).
+
+Isolation levels (``Isolation.level``; ``LEVELS``, weakest first):
+
+- ``namespaces``: own pid, network and mount namespaces and the seccomp filter. Root gets them
+  directly (plus a fresh unused uid per run, so RLIMIT_NPROC counts only its processes); an
+  ordinary user through an unprivileged user namespace (most Linux distributions allow one; the
+  uid then is the user's own, mapped to 0 inside, and RLIMIT_NPROC is not set). Contained: no
+  network and no host unix socket (seccomp; a network namespace alone does not cover path-based
+  unix sockets); the host is read-only and /tmp, /var/tmp, /dev/shm, /run/lock and the work
+  directory are private tmpfs; other processes, the evaluator included, do not exist in the pid
+  namespace, and every process left behind dies with init; the environment is the sandbox's own.
+- ``seccomp``: an ordinary user without user namespaces. Contained: the filter (no network, no
+  host unix sockets, no ptrace or process_vm_*, no signal to any other process, no leaving the
+  process group, so the group kill catches every straggler); the evaluator, zygote, supervisor,
+  init and judge are not dumpable, so the program cannot read their memory, environment or
+  descriptors through /proc; an empty environment; a private work directory; no inherited
+  descriptors. Not contained: the program keeps the user's file rights (it can write the
+  user's home, caches and /tmp, and read what the user can read, such as other same-user
+  processes' /proc entries when those are dumpable), and sees the host's process list.
+- ``rlimits``: no libseccomp (or not Linux): only the rlimits, the wall-clock deadline, the
+  process-group kill, the output cap, the environment scrub and the verdict above remain; the
+  program can use the network and signal the user's other processes.
+
+Without root the evaluator marks itself not dumpable (``PR_SET_DUMPABLE``) when it starts the
+zygote: debuggers and ``py-spy`` cannot attach to it afterwards, and it dumps no core.
+
+Other limits, at every level:
 
 - **Time**: the evaluator enforces a wall-clock deadline, on which the supervisor kills init's
   whole process group; RLIMIT_CPU bounds CPU time per process.
 - **Memory / files / descriptors**: RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE; core dumps off.
 - **Output floods**: stdout and stderr are pipes drained incrementally; at most
   ``max_output_bytes`` of each is kept and the rest is discarded (``truncated`` is set).
-- **Fork loops**: when the evaluator runs as root (where RLIMIT_NPROC is not enforced) the
-  worker drops to a fresh, otherwise unused uid chosen per run, so RLIMIT_NPROC applies and
-  counts only this run's processes. When init (pid 1 of the pid namespace) exits, the kernel
-  kills every process left in the namespace; without a pid namespace the supervisor kills
-  every process of the per-run uid (``kill(-1)`` as that uid), which also catches processes
-  that left the process group with ``setsid``, once init has exited or been killed.
-- **Files**: the program's working directory is a fresh size-limited tmpfs (or, without a
-  mount namespace, a fresh directory owned by the per-run uid) removed afterwards. /tmp,
-  /var/tmp, /dev/shm and /run/lock are replaced by private tmpfs mounts, so writes there never
-  reach the host. Root-owned files are out of reach of the unprivileged uid. Directories that
-  only root may enter (e.g. a Python installed under /root) are replaced by a tmpfs exposing
-  just the interpreter's own paths, which also hides the rest of them.
-- **Environment / secrets**: the zygote starts with a minimal environment and each supervisor
-  replaces it with its own (PATH, LANG, HOME, TMPDIR, thread counts); nothing is inherited
-  from the evaluator. With a pid namespace and a private /proc the program cannot see other
-  processes at all.
-- **Signals**: the unprivileged uid may not signal the evaluator; inside a pid namespace the
-  evaluator's pid does not even exist.
-- **Network**: a new network namespace has only a loopback device, which is down.
-  ``SandboxResult.isolation`` records which of these protections were actually in force.
+- **Fork loops**: RLIMIT_NPROC as root (per-run uid); with a pid namespace everything dies with
+  init; without one, the supervisor kills init's process group (which seccomp keeps everything
+  in) and, as root, every process of the per-run uids.
 
-Where protections do not apply: namespaces and the uid switch need root (CAP_SYS_ADMIN and
-CAP_SETUID). Run as an ordinary user, the program keeps that user's rights: it can reach the
-network, write where the user can, see and signal the user's other processes, and
-RLIMIT_NPROC is left alone (it would count all of the user's processes); only the rlimits,
-the wall-clock deadline, the process-group kill, the output cap and the environment scrub
-remain; such a program can also kill the zygote (the next program starts a new one; programs
-already running are unaffected). As root without CAP_SYS_ADMIN (no mount namespace), an
-interpreter installed under a directory only root may enter cannot load modules the zygote
-had not already imported.
-All programs share the zygote's string-hash seed (the order of sets of str), as forked
-processes do. This module is not a defence against kernel exploits or side channels.
+``SandboxResult.isolation`` records which protections were in force for each run, and
+``isolation()`` probes them once. As root without CAP_SYS_ADMIN (no mount namespace), an
+interpreter installed under a directory only root may enter cannot load modules the zygote had
+not already imported. All programs share the zygote's string-hash seed (the order of sets of
+str), as forked processes do.
 """
 
 from __future__ import annotations
@@ -283,7 +316,10 @@ class _Zygote:
         if os.geteuid() != 0:
             # Without root, programs run as the evaluator's own user: where no pid namespace
             # hides it, only this keeps them out of its memory, environment and descriptors.
-            _prctl(_PR_SET_DUMPABLE, 0)
+            try:
+                _prctl(_PR_SET_DUMPABLE, 0)
+            except (AttributeError, OSError):  # not Linux: the rlimits level
+                pass
         control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.process = subprocess.Popen(
