@@ -474,7 +474,19 @@ probes = {{}}
 for name, source in spec["probes"].items():
     r = sandbox.run_python(source.replace("EVALUATOR", str(os.getpid())).replace("WORKSPACE", spec["socket_dir"]))
     probes[name] = [r.status, r.stdout]
-print(json.dumps({{"uid": os.getuid(), "level": level.level, "isolation": level.describe(),
+straggler = sandbox.run_python(
+    "import os, time\\nchild = os.fork()\\nif child == 0:\\n    try:\\n        os.setsid()\\n"
+    "    except OSError:\\n        pass\\n    time.sleep(300)\\n    os._exit(0)\\nprint(child)\\n")
+straggler_alive = None
+if not straggler.isolation.pid_namespace:  # its pid is this namespace's: is it still running?
+    import time
+    time.sleep(0.5)
+    try:
+        state = open(f"/proc/{{int(straggler.stdout)}}/status").read().split("State:")[1].split()[0]
+        straggler_alive = state != "Z"
+    except (OSError, ValueError):
+        straggler_alive = False
+print(json.dumps({{"uid": os.getuid(), "straggler": [straggler.status, straggler_alive], "level": level.level, "isolation": level.describe(),
                   "connections": oracles.connections,
                   "results": {{n: [r.result.status, r.result.stdout[-200:], r.result.stderr[-300:]]
                               for n, r in zip(names, results)}}, "probes": probes}}))
@@ -585,5 +597,6 @@ def test_as_an_unprivileged_user_without_user_namespaces(workspace):
     # reach (not dumpable), no signal reaches it, a program cannot leave its process group.
     for name in ("evaluator environ", "evaluator descriptors", "signal the evaluator", "leave the process group"):
         assert probes[name].startswith("refused"), (name, probes[name])
+    assert report["straggler"] == ["passed", False]  # the group kill reached the forked child
     # Not guaranteed at this level (documented): the user's own files stay writable.
     assert probes["write the user's home"] in ("wrote\n", "refused PermissionError\n")
