@@ -333,6 +333,13 @@ def test_the_isolation_level_is_said_once(allowed, monkeypatch, capsys):
     said = [line for line in capsys.readouterr().err.splitlines() if "sandbox isolation" in line]
     assert len(said) == 1
     assert sandbox.isolation().level in said[0]
+    heard: list[str] = []
+    monkeypatch.setattr(code, "_announced", threading.Event())
+    monkeypatch.setattr(code, "_announcer", None)
+    code.set_announcer(heard.append)
+    process_results(ADD, [RIGHT])
+    assert len(heard) == 1 and sandbox.isolation().describe() in heard[0]
+    assert "sandbox isolation" not in capsys.readouterr().err
 
 
 def test_a_required_level_above_the_available_one_refuses_to_run(allowed, monkeypatch):

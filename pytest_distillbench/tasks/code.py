@@ -16,8 +16,9 @@ Running generated code is opt-in twice over: lm-eval refuses ``unsafe_code: true
 ``DISTILLBENCH_ALLOW_CODE_EXECUTION=1``, which the plugin sets only while evaluating a suite
 that declares ``allow_code_execution: true``.
 
-The first time a process runs code it says once, on stderr, which isolation level the sandbox
-gives here (``sandbox.LEVELS``). A suite's ``require_isolation: namespaces`` (passed to the
+The first time a process runs code it says once which isolation level the sandbox gives here
+(``sandbox.LEVELS``): on stderr, or through the callable given to ``set_announcer`` (the
+plugin's progress line, which pytest's output capture does not swallow). A suite's ``require_isolation: namespaces`` (passed to the
 filter as its ``require_isolation`` argument) refuses to run anything below that level.
 """
 
@@ -26,7 +27,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -136,6 +137,13 @@ def _field(doc: dict[str, Any], name: str) -> str:
 
 _announced = threading.Event()
 _announce_lock = threading.Lock()
+_announcer: Callable[[str], None] | None = None
+
+
+def set_announcer(say: Callable[[str], None] | None) -> None:
+    """Where the one line about the isolation level goes (None: stderr)."""
+    global _announcer
+    _announcer = say
 
 
 def require_isolation(required: str | None) -> str:
@@ -151,8 +159,11 @@ def require_isolation(required: str | None) -> str:
                                 fix="run on Linux where the sandbox can start") from None
     with _announce_lock:
         if not _announced.is_set():
-            print(f"distillbench: generated code runs with sandbox isolation {level.describe()}",
-                  file=sys.stderr, flush=True)
+            line = f"distillbench: generated code runs with sandbox isolation {level.describe()}"
+            if _announcer is not None:
+                _announcer(line)
+            else:
+                print(line, file=sys.stderr, flush=True)
             _announced.set()
     if required is not None and not meets(level.level, required):
         raise DistillbenchError(
