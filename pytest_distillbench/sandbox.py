@@ -62,7 +62,9 @@ Isolation levels (``Isolation.level``; ``LEVELS``, weakest first):
   unix sockets); the host is read-only and /tmp, /var/tmp, /dev/shm, /run/lock and the work
   directory are private tmpfs; other processes, the evaluator included, do not exist in the pid
   namespace, and every process left behind dies with init; the environment is the sandbox's own.
-- ``seccomp``: an ordinary user without user namespaces. Contained: the filter (no network, no
+- ``seccomp``: an ordinary user without user namespaces (or with ones it may not use: AppArmor's
+  restriction lets them be created but refuses mounts; the first failed run is retried without
+  and they are not tried again). Contained: the filter (no network, no
   host unix sockets, no ptrace or process_vm_*, no signal to any other process, no leaving the
   process group, so the group kill catches every straggler); the evaluator, zygote, supervisor,
   init and judge are not dumpable, so the program cannot read their memory, environment or
@@ -553,7 +555,23 @@ def _parse_report(raw: bytes) -> tuple[dict[str, Any] | None, list[str]]:
 def _execute(request: dict[str, Any], secret: bytes, limits: _Limits, *,
              nonce: str | None) -> SandboxResult:
     """Run one request; ``secret`` (the test and token) travels on the pipe only the judge
-    reads, never through the supervisor, init or the candidate."""
+    reads, never through the supervisor, init or the candidate. Where a user namespace can be
+    created but not used (e.g. AppArmor's restriction of unprivileged user namespaces refuses
+    mounts in it), the sandbox cannot be set up in one: such a run is retried without, and if
+    that works, user namespaces are not tried again in this process."""
+    global _USE_USER_NAMESPACES
+    use = _USE_USER_NAMESPACES and os.geteuid() != 0
+    result = _execute_once(request, secret, limits, nonce=nonce, user_namespaces=use)
+    if use and result.status == "error":
+        retry = _execute_once(request, secret, limits, nonce=nonce, user_namespaces=False)
+        if retry.status != "error":
+            _USE_USER_NAMESPACES = False
+            return retry
+    return result
+
+
+def _execute_once(request: dict[str, Any], secret: bytes, limits: _Limits, *, nonce: str | None,
+                  user_namespaces: bool) -> SandboxResult:
     start = time.monotonic()
     deadline = start + limits.timeout_s
     root = os.geteuid() == 0
@@ -561,7 +579,7 @@ def _execute(request: dict[str, Any], secret: bytes, limits: _Limits, *,
     judge_uid = uid + _UID_SPAN if uid is not None else None  # never the candidate's
     workdir = tempfile.mkdtemp(prefix="distillbench-sandbox-")
     config = {**request, "uid": uid, "judge_uid": judge_uid, "workdir": workdir,
-              "user_namespaces": _USE_USER_NAMESPACES,
+              "user_namespaces": user_namespaces,
               "report_fd": _SUPERVISOR_FDS.index("report"), "test_fd": _SUPERVISOR_FDS.index("test"),
               "rlimits": limits.rlimits()}
     channels = None
