@@ -50,7 +50,8 @@ completion may still special-case inputs it can guess, e.g. from the prompt's ex
 learn across runs where it can write something that outlives a run (the ``seccomp`` level
 below); the test's arguments and the candidate's results must be plain values (a test passing a
 function or an object cannot be scored, and fails); and a test that never calls the candidate
-passes whatever it is. Not a defence against kernel exploits or side channels (timing).
+passes whatever it is. The prompt and the test are trusted (they come from the data set): the
+judge runs them. Not a defence against kernel exploits or side channels (timing).
 
 Isolation levels (``Isolation.level``; ``LEVELS``, weakest first):
 
@@ -88,7 +89,11 @@ Other limits, at every level:
   ``max_output_bytes`` of each is kept and the rest is discarded (``truncated`` is set).
 - **Fork loops**: RLIMIT_NPROC as root (per-run uid); with a pid namespace everything dies with
   init; without one, the supervisor kills init's process group (which seccomp keeps everything
-  in) and, as root, every process of the per-run uids.
+  in) and, as root, every process of the per-run uids (``kill(-1)`` as that uid).
+- **Files**: the working directory is a fresh size-limited tmpfs (without a mount namespace, a
+  fresh directory, owned by the per-run uid as root) removed afterwards. As root, directories
+  only root may enter (a Python under /root) are replaced by a tmpfs exposing just the
+  interpreter's own paths, which also hides the rest of them.
 
 ``SandboxResult.isolation`` records which protections were in force for each run, and
 ``isolation()`` probes them once. As root without CAP_SYS_ADMIN (no mount namespace), an
@@ -1077,9 +1082,10 @@ class _Remote:
 
 
 def _judge_process(config: dict[str, Any], facts: dict[str, Any]) -> None:
-    """The test's process: its own uid as root, not dumpable (the candidate may neither
-    ptrace it nor read its memory), reads the test and token from a pipe no other sandbox
-    process reads, and writes the token to the report channel only after check() returned."""
+    """The test's process (init, once the candidate is forked): its own uid as root, not
+    dumpable (the candidate may neither ptrace it nor read its memory), reads the test and
+    token from a pipe no other sandbox process reads, and writes the token to the report
+    channel only after check() returned."""
     report_fd, links = config["report_fd"], config["links"]
     calls, answers = links["calls_w"], links["answers_r"]
     try:
@@ -1240,9 +1246,10 @@ def _apply_seccomp() -> bool:
 
 def _init(config: dict[str, Any], facts: dict[str, Any], status_fd: int) -> str:
     """Pid 1 of the new namespace (or a plain parent without one): its own session, mounts,
-    then the workers (the program's; or the judge and the candidate, joined by two pipes);
-    passes the first worker's wait status up, having killed the others. Returns only in a
-    worker: its role."""
+    then the program's worker, whose wait status it passes up; or, for a check, the candidate,
+    joined to it by two pipes, after which init itself becomes the judge (a fork less, and as
+    pid 1 of a pid namespace it ignores the candidate's signals): its exit status is then the
+    one the supervisor reports. Returns only in a worker, or as the judge: the role."""
     try:
         os.setsid()  # a session and process group of its own: what the supervisor kills
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -1250,7 +1257,7 @@ def _init(config: dict[str, Any], facts: dict[str, Any], status_fd: int) -> str:
             facts["read_only_host"] = _private_mounts(config, facts["pid_namespace"])
             facts["private_tmp"] = True
         os.chdir(config["workdir"])
-        roles = ["judge", "candidate"] if config["mode"] == "check" else ["program"]
+        roles = ["candidate"] if config["mode"] == "check" else ["program"]
         links: list[int] = []
         if config["mode"] == "check":
             calls_r, calls_w = os.pipe()
@@ -1267,21 +1274,18 @@ def _init(config: dict[str, Any], facts: dict[str, Any], status_fd: int) -> str:
             workers[pid] = role
     except BaseException as exc:
         _fail_setup(config["report_fd"], exc)
+    if config["mode"] == "check":
+        os.close(status_fd)  # the supervisor reports init's own exit: the judge's
+        return "judge"
     _close(config["report_fd"], config["test_fd"], *links)
     main = next(iter(workers))
-    while True:  # as pid 1, orphans of the workers are reparented here: reap them all
+    while True:  # as pid 1, orphans of the worker are reparented here: reap them all
         try:
             pid, status = os.wait()
         except ChildProcessError:
             os._exit(_SETUP_FAILED)
         if pid == main:
             break
-    for pid in workers:
-        if pid != main:
-            try:
-                os.kill(pid, signal.SIGKILL)  # the candidate, once the judge has decided
-            except OSError:
-                pass
     os.write(status_fd, str(status).encode())
     os._exit(0)
 
