@@ -486,7 +486,13 @@ if not straggler.isolation.pid_namespace:  # its pid is this namespace's: is it 
         straggler_alive = state != "Z"
     except (OSError, ValueError):
         straggler_alive = False
-print(json.dumps({{"uid": os.getuid(), "straggler": [straggler.status, straggler_alive], "level": level.level, "isolation": level.describe(),
+from pytest_distillbench.errors import DistillbenchError
+from pytest_distillbench.tasks.code import require_isolation
+try:
+    required = require_isolation("namespaces")
+except DistillbenchError as exc:
+    required = str(exc)
+print(json.dumps({{"uid": os.getuid(), "straggler": [straggler.status, straggler_alive], "required": required, "level": level.level, "isolation": level.describe(),
                   "connections": oracles.connections,
                   "results": {{n: [r.result.status, r.result.stdout[-200:], r.result.stderr[-300:]]
                               for n, r in zip(names, results)}}, "probes": probes}}))
@@ -588,6 +594,7 @@ def test_as_an_unprivileged_user_with_user_namespaces(workspace):
     probes = {name: stdout for name, (_, stdout) in report["probes"].items()}
     # The evaluator's pid does not exist in the program's pid namespace; the host is read-only.
     assert all(probes[name].startswith("refused") for name in PROBES), probes
+    assert report["required"] == "namespaces"
 
 
 @needs_root_tools
@@ -602,5 +609,7 @@ def test_as_an_unprivileged_user_without_user_namespaces(workspace, mode):
     for name in ("evaluator environ", "evaluator descriptors", "signal the evaluator", "leave the process group"):
         assert probes[name].startswith("refused"), (name, probes[name])
     assert report["straggler"] == ["passed", False]  # the group kill reached the forked child
+    # A suite that requires namespaces refuses to run here, saying why.
+    assert "requires sandbox isolation 'namespaces', but here it is only seccomp" in report["required"]
     # Not guaranteed at this level (documented): the user's own files stay writable.
     assert probes["write the user's home"] in ("wrote\n", "refused PermissionError\n")
