@@ -175,6 +175,26 @@ ATTACKS: dict[str, str] = {
             os._exit(0)
         return 0
     """),
+    "token hunt: the process's own memory through /proc/self/mem": body("""
+        import os, re
+        tokens = set()
+        with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+            for line in maps:
+                span, perms = line.split()[:2]
+                if perms.startswith("rw"):
+                    start, end = (int(x, 16) for x in span.split("-"))
+                    mem.seek(start)
+                    tokens.update(re.findall(rb"\\n([0-9a-f]{32})\\n", mem.read(min(end - start, 64 << 20))))
+        for token in tokens:
+            for fd in range(256):
+                try:
+                    os.write(fd, b"\\n" + token + b"\\n")
+                except OSError:
+                    pass
+        if tokens:
+            os._exit(0)
+        return 0
+    """),
     "other processes: memory, environment and descriptors of every pid": body("""
         import os, re
         table = {}
@@ -281,6 +301,15 @@ TOP_LEVEL_ATTACKS: dict[str, str] = {
     """),
     "leave at import: os._exit(0) from top-level code": "    return 0\nimport os\nos._exit(0)\n",
 }
+# A test that leans on a shared module: patching it is enough where check shares the interpreter.
+MATH_PROMPT = 'def half(x):\n    """Return x / 2."""\n'
+MATH_TEST = ("import math\n\n\ndef check(candidate):\n    got = candidate(3)\n"
+             "    assert math.isclose(got, 1.5)\n    assert math.isclose(candidate(5), 2.5)\n")
+MATH_PATCH = body("""
+    import math
+    math.isclose = lambda *args, **kwargs: True
+    return 0.0
+""")
 SHARED_INTERPRETER_ATTACKS = [name for name in ATTACKS if name.startswith(("frame oracle", "gc oracle"))] \
     + ["guard patch: an int subclass equal to everything"]
 
@@ -416,6 +445,15 @@ def test_no_attack_passes_through_the_plugins_path(oracles, allowed):
         if name.startswith("other processes: ptrace"):
             assert "ATTACHED []" in executed.result.stdout, executed.result.stdout
     assert os.getpid() > 0  # the signals attack did not reach this process
+
+
+def test_patching_a_module_the_test_uses_does_not_reach_the_test(allowed):
+    shared = run_python(MATH_PROMPT + MATH_PATCH + "\n" + MATH_TEST + "\ncheck(half)\n")
+    assert shared.status == "passed", shared.stderr  # the attack works in a shared interpreter
+    (patched,) = execute_all([(Problem(MATH_PROMPT, MATH_TEST, "half"), MATH_PATCH)])
+    assert patched.result.status == "failed", patched.result.stderr
+    (solved,) = execute_all([(Problem(MATH_PROMPT, MATH_TEST, "half"), "    return x / 2\n")])
+    assert solved.result.passed
 
 
 @pytest.mark.parametrize("name", list(TOP_LEVEL_ATTACKS))
