@@ -438,8 +438,11 @@ def test_no_attack_passes_through_the_plugins_path(oracles, allowed):
     results = execute_all([(problem, oracles.fill(ATTACKS[name])) for name in names])
     outcome = {name: (r.result.status, r.result.stderr[-300:]) for name, r in zip(names, results, strict=True)}
     passed = {name: out for name, out in outcome.items() if out[0] == "passed"}
+    if not sandbox._libseccomp():  # the rlimits level: the docstring gives up the sockets there
+        passed = {name: out for name, out in passed.items() if "oracle (" not in name}
     assert passed == {}
-    assert oracles.connections == before
+    if sandbox._libseccomp():
+        assert oracles.connections == before
     for name, executed in zip(names, results, strict=True):
         assert executed.result.isolation.seccomp or not sandbox._libseccomp(), name
         if name.startswith("other processes: ptrace"):
