@@ -264,6 +264,7 @@ def check_completion(prompt: str, completion: str, test: str, entry_point: str, 
     tuples, dicts, sets, frozensets of them, exact types); anything else fails the item.
     Exceptions the candidate raises reach the test as the built-in exception of that name
     (``RuntimeError`` for others). "passed" needs the judge's per-run token and exit code 0.
+    ``prompt`` and ``test`` are trusted (the judge runs them); only ``completion`` is not.
     """
     limits = _Limits(timeout_s, memory_mb, None, max_output_bytes, 64, 16 * 1024 * 1024)
     nonce = secrets.token_hex(16)
