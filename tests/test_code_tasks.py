@@ -378,3 +378,36 @@ def test_the_filter_enforces_the_suites_required_level(allowed, monkeypatch, tmp
                                                          "require_isolation: chroot"))
     with pytest.raises(DistillbenchError, match="require_isolation"):
         load_suite(suite_file)
+
+
+# One generic body per attack, over all of HumanEval (issue #22 measured 153, 155 and 164 of
+# 164 passing the single-process harness; tests/test_sandbox_attacks.py has the variations).
+GENERIC_ATTACKS = {
+    "frame oracle": (
+        "    import sys, dis\n    frame = sys._getframe(1)\n"
+        "    while frame is not None and frame.f_code.co_name != 'check':\n        frame = frame.f_back\n"
+        "    if frame is not None:\n        for ins in dis.get_instructions(frame.f_code):\n"
+        "            if ins.offset > frame.f_lasti and ins.opname == 'LOAD_CONST':\n"
+        "                return ins.argval\n"),
+    "guard patch": (
+        "    import sys\n    sys.modules['__main__']._require_plain = lambda *a, **k: None\n"
+        "    class Equal:\n        def __eq__(self, other):\n            return True\n"
+        "        def __ne__(self, other):\n            return False\n        __hash__ = object.__hash__\n"
+        "    return Equal()\n"),
+    "frame walk": (
+        "    import os, sys\n    frame = sys._getframe()\n    while frame is not None:\n"
+        "        names = frame.f_locals\n        if 'token' in names and 'report_fd' in names:\n"
+        "            os.write(names['report_fd'], names['token'])\n            os._exit(0)\n"
+        "        frame = frame.f_back\n"),
+}
+
+
+@pytest.mark.slow
+def test_generic_attack_bodies_pass_no_humaneval_problem(humaneval, allowed):
+    from pytest_distillbench.tasks.code import Problem, execute_all
+
+    pairs = [(Problem.of(doc), body) for doc in humaneval for body in GENERIC_ATTACKS.values()]
+    executed = execute_all(pairs)
+    passed = {name: sum(e.result.passed for e in executed[i::len(GENERIC_ATTACKS)])
+              for i, name in enumerate(GENERIC_ATTACKS)}
+    assert passed == {name: 0 for name in GENERIC_ATTACKS}
