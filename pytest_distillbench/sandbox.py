@@ -15,10 +15,11 @@ program costs a few forks rather than an interpreter start::
                        └─fork─► init (pid 1 of the new pid namespace): own session; private
                                   │  /proc, the host's mounts read-only, fresh tmpfs over /tmp
                                   │  and other world-writable directories and the work directory
-                                  ├─fork─► program worker (run_python): confined, runs the code
-                                  │   or, for check_completion, two workers joined by two pipes:
-                                  ├─fork─► judge: holds the test and the token; runs no
-                                  │          candidate code; not dumpable; its own uid as root
+                                  └─fork─► program worker (run_python): confined, runs the code
+                                  or, for check_completion, init forks the candidate and then
+                                  becomes the judge, the two joined by two pipes:
+                                  judge (init): holds the test and the token; runs no candidate
+                                  │  code; not dumpable; its own uid as root
                                   └─fork─► candidate: confined, runs prompt + completion and
                                              answers the judge's calls with plain data
 
@@ -35,10 +36,10 @@ patched or set is there).
 The verdict (``check_completion``). What is guaranteed, at every isolation level on Linux: a
 completion can make ``check`` pass only by returning, for the test's arguments, values equal to
 the expected ones. The test, its expected values and the per-run success token never exist in
-any process the candidate descends from or can read: they travel on a pipe only the judge
-reads, after the candidate's process was forked. The candidate can neither introspect the judge
-(another process: frames, ``gc``, ``__main__`` patching and builtins reach only the candidate's
-own interpreter) nor read its memory (the judge is not dumpable and, as root, another uid;
+the candidate's memory: they travel on a pipe only the judge reads, and only after it has forked
+the candidate (no other sandbox process reads it). The candidate can neither introspect the
+judge (another process: frames, ``gc``, ``__main__`` patching and builtins reach only the
+candidate's own interpreter) nor read its memory (the judge is not dumpable and, as root, another uid;
 ptrace and process_vm_readv are refused by seccomp). What crosses to the judge is JSON decoded
 into fresh built-in values (None, bool, int, float, complex, str, bytes, list, tuple, dict, set,
 frozenset), so no object with a custom ``__eq__`` reaches the comparison. The judge writes the
