@@ -186,15 +186,39 @@ def _fail(path: Path, key: str, message: str, fix: str) -> DistillbenchError:
     return DistillbenchError(message, path=path, key=key, fix=fix)
 
 
+def _yaml_problem(exc: yaml.YAMLError, path: Path) -> tuple[str, str]:
+    """The line to blame and what is wrong there. An unclosed bracket or quote is only noticed
+    where the file goes on (often the next line or the end of the file): PyYAML's problem mark is
+    there, and the construct that was never closed starts at its context mark, which is the
+    line to fix."""
+    problem = getattr(exc, "problem", None) or str(exc)
+    mark = getattr(exc, "problem_mark", None)
+    context = getattr(exc, "context", None) or ""
+    start = getattr(exc, "context_mark", None)
+    unclosed = start is not None and mark is not None and start.line < mark.line and (
+        "flow" in context or "quoted" in context)
+    blamed = start if unclosed else mark
+    if blamed is None:
+        return "yaml", f"not valid YAML ({problem})"
+    try:
+        text = path.read_text(encoding="utf-8").splitlines()[blamed.line].strip()
+    except (OSError, IndexError):
+        text = ""
+    detail = problem
+    if unclosed:
+        what = context.replace("while parsing a ", "").replace("while scanning a ", "")
+        detail = f"this {what} is never closed; {problem} at line {mark.line + 1}"
+    shown = f": {text!r}" if text else ""
+    return f"line {blamed.line + 1}", f"not valid YAML ({detail}){shown}"
+
+
 def load_suite(path: str | Path) -> SuiteSpec:
     path = Path(path)
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_SuiteLoader)  # noqa: S506
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "yaml"
-        raise _fail(path, where, f"not valid YAML ({getattr(exc, 'problem', exc)})",
-                    "fix the YAML syntax at that line") from None
+        where, message = _yaml_problem(exc, path)
+        raise _fail(path, where, message, "fix the YAML syntax at that line") from None
     except OSError as exc:
         raise _fail(path, "file", f"cannot be read ({exc.strerror})", "check the path") from None
     if not isinstance(raw, dict):
@@ -213,6 +237,9 @@ def load_suite(path: str | Path) -> SuiteSpec:
     allow_code = raw.get("allow_code_execution", False)
     if not isinstance(allow_code, bool):
         raise _fail(path, "allow_code_execution", "must be true or false", "write true or false")
+    from . import schema
+
+    schema.validate(schema.Suite, raw, path=path)
     tasks: list[TaskSpec] = []
     seen: set[str] = set()
     for i, task_raw in enumerate(tasks_raw):
@@ -260,6 +287,9 @@ def _load_task(path: Path, suite: str, i: int, raw: Any, allow_code: bool) -> Ta
         raise _fail(path, f"{key}.name", "missing or invalid task name",
                     "add 'name: <name>' using letters, digits and underscores")
     key = f"tasks[{i}] ({name})"
+    from . import schema
+
+    schema.validate(schema.Task, raw, path=path, prefix=key)  # types and ranges of every key
     sources = [k for k in ("lm_eval", "lm_eval_task", "data") if k in raw]
     if len(sources) != 1:
         raise _fail(path, key, "a task needs exactly one of lm_eval, lm_eval_task, data",
