@@ -50,9 +50,10 @@ def _register_filters() -> None:
     from lm_eval.api.filter import Filter
     from lm_eval.api.registry import FILTER_REGISTRY, register_filter
 
-    from .tasks import code
+    from .tasks import code, local
 
     code.register()
+    local.register()
     if "distillbench_after_think" in FILTER_REGISTRY:
         return
 
@@ -396,11 +397,19 @@ class Evaluator:
         if not records:
             raise DistillbenchError("the task produced no items", path=task.source, key=task.name,
                                     fix="check the test split and the data file")
+        meta = {"device": device, "dtype": spec.dtype, "batch_size": spec.batch_size,
+                "lm_task": lm_task.task_name}
+        over = over_context(records, _max_length(lm), gen_limit)
+        if over:
+            # lm-eval keeps the last tokens of a prompt that does not fit and says nothing; the
+            # run file and the summary say how many items were cut
+            meta.update(prompts_over_context=over, max_length=_max_length(lm))
+            self.progress(f"distillbench: {spec.name} on {task.id}: {over} of {len(records)} prompts "
+                          f"are longer than the model's context ({_max_length(lm)} tokens); lm-eval "
+                          "kept only their last tokens")
         run = TaskRun(task=task.id, model=spec.name, metric=task.metric_key, records=records,
                       wall_seconds=seconds, model_fingerprint=model_fp,
-                      task_fingerprint=task.fingerprint, backend=spec.backend,
-                      meta={"device": device, "dtype": spec.dtype, "batch_size": spec.batch_size,
-                            "lm_task": lm_task.task_name})
+                      task_fingerprint=task.fingerprint, backend=spec.backend, meta=meta)
         from .costing import attach_cost
 
         measured = float(counter.get_total_flops()) if counter is not None else None
@@ -430,6 +439,7 @@ def records_from_samples(samples: list[dict[str, Any]], task: TaskSpec,
                                     key=f"{task.name}.metric", fix="choose a per-item metric such as "
                                     "acc, exact_match or pass@1")
         args = s["arguments"]
+        gold_text: str | None = None
         requests: list[Request] = []
         choice_logprobs = gold = None
         raw = response = ""
@@ -447,6 +457,9 @@ def records_from_samples(samples: list[dict[str, Any]], task: TaskSpec,
                 response = args[best][1].strip()
                 target = s.get("target")
                 gold = int(target) if isinstance(target, int) or str(target).isdigit() else None
+                if gold is not None and 0 <= gold < len(args):
+                    # the record shows the gold choice's text beside the chosen one, not its index
+                    gold_text = args[gold][1].strip()
         else:  # generation: one request per repeat
             context = args[0][0]
             gens = s["resps"][0] if s.get("resps") else []
@@ -459,12 +472,46 @@ def records_from_samples(samples: list[dict[str, Any]], task: TaskSpec,
                 requests.append(Request("generate_until", ctx, min(gen_limit, tokens(g) + 1)))
         out.append(ItemRecord(
             doc_id=int(s["doc_id"]), doc_hash=str(s["doc_hash"]), prompt=args[0][0] if args else "",
-            target=str(s.get("target")), response=response, raw_response=raw, score=float(value),
+            target=gold_text if gold_text is not None else _target_text(s.get("target")), response=response, raw_response=raw, score=float(value),
             prompt_tokens=sum(r.context_tokens for r in requests[:1]) if requests else 0,
             output_tokens=sum(r.output_tokens for r in requests),
             requests=tuple(requests), choice_logprobs=choice_logprobs, gold=gold,
         ))
     return tuple(out)
+
+
+def _max_length(lm: Any) -> int | None:
+    try:
+        value = lm.max_length
+    except Exception:  # a backend without a known context length
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def over_context(records: Iterable[ItemRecord], max_length: int | None, gen_limit: int) -> int:
+    """Items with a request that does not fit the model's context, as lm-eval's HF model cuts
+    them: a generation prompt longer than max_length - max_gen_toks, a log-likelihood request
+    (context + continuation) longer than max_length + 1. 0 when either count is unknown."""
+    if not max_length:
+        return 0
+    over = 0
+    for r in records:
+        for q in r.requests:
+            if q.kind == "generate_until":
+                cut = q.context_tokens > max_length - gen_limit
+            else:
+                cut = q.context_tokens + q.output_tokens > max_length + 1
+            if cut:
+                over += 1
+                break
+    return over
+
+
+def _target_text(target: Any) -> str:
+    """One accepted answer as itself; several (any of them counts) as a JSON list."""
+    if isinstance(target, (list, tuple)):
+        return str(target[0]) if len(target) == 1 else json.dumps([str(t) for t in target])
+    return str(target)
 
 
 def _weight_bytes(lm: Any) -> int:

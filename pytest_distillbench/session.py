@@ -110,6 +110,13 @@ class DistillbenchSession:
             return
         if self.mode == "controller":
             self._gather_from_workers()
+        for (model, task), run in sorted(self.runs().items()):
+            over = run.meta.get("prompts_over_context")
+            if over:
+                self.warnings.append(f"{task} [{model}]: {over} of {run.n} prompts are longer than the "
+                                     f"model's context ({run.meta.get('max_length')} tokens) and were "
+                                     "cut to their last tokens; shorten them or use a model with a "
+                                     "longer context (options.max_length)")
         write_outputs(self, terminalreporter)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:

@@ -38,7 +38,8 @@ TASK_KEYS = {
     "data", "generation", "limit",
 }
 THRESHOLD_KEYS = {"min", "min_retention", "max_compute_ratio", "min_efficiency", "max_flops_increase"}
-DATA_KEYS = {"jsonl", "bigbench", "input", "target", "choices", "label", "split"}
+DATA_KEYS = {"jsonl", "bigbench", "input", "target", "choices", "label", "answer_pattern", "filter",
+             "ignore_case", "ignore_punctuation"}
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 # What lm-eval reports when a task does not list its metrics.
@@ -316,7 +317,8 @@ def _load_task(path: Path, suite: str, i: int, raw: Any, allow_code: bool) -> Ta
                         template_sha256=f"builtin:{builtin}", **common)
 
     if "data" in raw:
-        config, data_files = _config_from_user_data(path, key, raw["data"], raw.get("generation"))
+        config, data_files = _config_from_user_data(path, key, raw["data"], raw.get("generation"),
+                                                    metric_name)
     else:
         config = raw["lm_eval"]
         if not isinstance(config, dict):
@@ -396,9 +398,16 @@ def _resolve_data_files(path: Path, key: str, config: dict[str, Any]) -> list[Pa
     return found
 
 
-def _config_from_user_data(path: Path, key: str, data: Any, generation: Any
+def _config_from_user_data(path: Path, key: str, data: Any, generation: Any, metric: str = ""
                            ) -> tuple[dict[str, Any], list[Path]]:
-    """A task from the user's own JSONL (with a field mapping) or a BIG-bench task.json."""
+    """A task from the user's own JSONL (with a field mapping) or a BIG-bench task.json.
+
+    Defaults, documented in docs/user-data.md: JSONL free answers are scored by exact match
+    ignoring case and punctuation against every target, generation stops at a newline after 32
+    tokens; BIG-bench tasks are scored as BIG-bench scores them (exact match, case and
+    punctuation kept, after its output_regex / stop_string); ``answer_pattern`` (a regex: the last
+    match, its first group if it has one) or ``filter`` (lm-eval filter steps) picks the answer
+    out of a longer response."""
     if not isinstance(data, dict):
         raise _fail(path, f"{key}.data", "must be a mapping",
                     "write data: {jsonl: file.jsonl, input: <field>, target: <field>}")
@@ -411,42 +420,89 @@ def _config_from_user_data(path: Path, key: str, data: Any, generation: Any
     kind = "jsonl" if "jsonl" in data else "bigbench"
     source = Path(str(data[kind]))
     source = (source if source.is_absolute() else path.parent / source).resolve()
+    if source.is_dir():
+        raise _fail(path, f"{key}.data.{kind}", f"{source} is a folder, not a data file",
+                    "name the file itself" + (", e.g. .../task.json" if kind == "bigbench" else ""))
     if not source.is_file():
         raise _fail(path, f"{key}.data.{kind}", f"data file {source} does not exist",
                     "create the file or fix the path (relative paths start at the suite file)")
-    from .tasks.local import load_bigbench, load_jsonl, peek_kind
+    from .tasks.local import (
+        bigbench_filter_step,
+        bigbench_postprocess,
+        load_bigbench,
+        load_jsonl,
+        peek_kind,
+        read_bigbench,
+    )
 
     mapping = {k: data[k] for k in ("input", "target", "choices", "label") if k in data}
     if kind == "jsonl" and ("input" not in mapping or ("target" not in mapping and "label" not in mapping)):
         raise _fail(path, f"{key}.data", "a JSONL task needs 'input' and 'target' (or 'choices' "
                     "and 'label') field names", "add e.g. input: question, target: answer")
+    if kind == "bigbench" and mapping:
+        raise _fail(path, f"{key}.data.{next(iter(mapping))}", "a BIG-bench task.json has fixed "
+                    "fields (input, target, target_scores); there is nothing to map",
+                    "remove the field names, or convert the file to JSONL")
+    if "answer_pattern" in data and "filter" in data:
+        raise _fail(path, f"{key}.data", "give answer_pattern or filter, not both",
+                    "answer_pattern is a shortcut for a one-step regex filter")
+    # BIG-bench: the metric decides how a task that carries both target and target_scores is
+    # scored, as preferred_score does in BIG-bench (acc: choices by log-likelihood; exact_match:
+    # generation scored by exact_str_match)
+    mode = "choice" if metric in ("acc", "acc_norm") else "generate"
     loader = load_jsonl if kind == "jsonl" else load_bigbench
     try:
-        multiple_choice = peek_kind(kind, source, mapping) == "multiple_choice"
+        multiple_choice = peek_kind(kind, source, mapping, mode) == "multiple_choice"
     except DistillbenchError:
         raise
     except (ValueError, KeyError, TypeError) as exc:
         raise _fail(path, f"{key}.data.{kind}", f"{source.name} cannot be read as {kind} ({exc})",
                     "check the file format and the field names") from None
+    delimiter = " " if kind == "jsonl" else ""  # BIG-bench's output prefix ends with its space
     config: dict[str, Any] = {
         "custom_dataset": loader,
-        "dataset_kwargs": {"source": str(source), "mapping": mapping},
+        "dataset_kwargs": {"source": str(source), "mapping": mapping,
+                           **({"mode": mode} if kind == "bigbench" else {})},
         "test_split": "test",
         "doc_to_text": "{{input}}",
     }
+    picks = "answer_pattern" in data or "filter" in data
     if multiple_choice:
+        if picks:
+            raise _fail(path, f"{key}.data.{'filter' if 'filter' in data else 'answer_pattern'}",
+                        "a multiple-choice task has no generated answer to filter",
+                        "remove it, or score the task by generation")
         config.update(output_type="multiple_choice", doc_to_choice="{{choices}}",
-                      doc_to_target="{{label}}", target_delimiter=" ",
+                      doc_to_target="{{label}}", target_delimiter=delimiter,
                       metric_list=[{"metric": "acc"}, {"metric": "acc_norm"}])
-    else:
-        gen = {"until": ["\n"], "max_gen_toks": 32, "do_sample": False}
-        if isinstance(generation, dict):
-            gen.update(generation)
-        config.update(output_type="generate_until", doc_to_target="{{target}}", target_delimiter=" ",
-                      generation_kwargs=gen,
-                      metric_list=[{"metric": "exact_match", "aggregation": "mean",
-                                    "higher_is_better": True, "ignore_case": True,
-                                    "ignore_punctuation": True}])
+        return config, [source]
+    loose = kind == "jsonl"
+    gen = {"until": ["\n"], "max_gen_toks": 32, "do_sample": False}
+    if kind == "bigbench":
+        stop, regex = bigbench_postprocess(read_bigbench(source))
+        if "answer_pattern" in data:
+            stop, regex = None, str(data["answer_pattern"])
+        steps = [bigbench_filter_step(stop, regex)]
+        if stop is not None or regex != r"[^\.\?\!\;\n]+":
+            gen["until"] = []  # the task's own stop string / pattern decides where the answer ends
+        config["filter_list"] = [{"name": "bigbench", "filter": [*steps, {"function": "take_first"}]}]
+    elif "answer_pattern" in data:
+        config["filter_list"] = [{"name": "answer", "filter": [
+            {"function": "regex", "regex_pattern": str(data["answer_pattern"]), "group_select": -1},
+            {"function": "take_first"}]}]
+    elif "filter" in data:
+        steps = [dict(step) for step in data["filter"]]
+        if steps[-1].get("function") not in ("take_first", "majority_vote", "take_first_k"):
+            steps.append({"function": "take_first"})
+        config["filter_list"] = [{"name": "answer", "filter": steps}]
+    if isinstance(generation, dict):
+        gen.update(generation)
+    config.update(output_type="generate_until", doc_to_target="targets", target_delimiter=delimiter,
+                  generation_kwargs=gen,
+                  metric_list=[{"metric": "exact_match", "aggregation": "mean",
+                                "higher_is_better": True,
+                                "ignore_case": bool(data.get("ignore_case", loose)),
+                                "ignore_punctuation": bool(data.get("ignore_punctuation", loose))}])
     return config, [source]
 
 

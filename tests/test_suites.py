@@ -48,7 +48,9 @@ def test_bigbench_task_json(tmp_path: Path) -> None:
     task = load_suite(tmp_path / "s.yaml").tasks[0]
     assert task.output_type == "multiple_choice"
     dataset = task.config["custom_dataset"](**task.config["dataset_kwargs"])
-    assert dataset["test"][1] == {"input": "1 > 2?", "choices": ["yes", "no"], "label": 1}
+    # BIG-bench's default prefixes and appended choices (tests/test_user_data.py has one test per field)
+    assert dataset["test"][1] == {"input": "\nQ: 1 > 2?\n  choice: no\n  choice: yes\nA: ",
+                                  "choices": ["yes", "no"], "label": 1}
 
 
 def test_bigbench_generation_and_errors(tmp_path: Path) -> None:
