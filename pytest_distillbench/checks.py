@@ -60,7 +60,12 @@ def paired(a: TaskRun, b: TaskRun) -> tuple[list[float], list[float]]:
 
 def retention_figures(student: TaskRun, teacher: TaskRun, seed: int) -> dict[str, Any]:
     s, t = paired(student, teacher)
-    point, lo, hi = stats.paired_bootstrap_ratio(s, t, seed=seed)
+    if not s or sum(t) == 0:
+        # a teacher that scores 0 leaves no quality to keep: retention is undefined, reported as
+        # unknown (None), never as nan
+        point = lo = hi = None
+    else:
+        point, lo, hi = (None if x != x else x for x in stats.paired_bootstrap_ratio(s, t, seed=seed))
     return {"retention": point, "retention_low": lo, "retention_high": hi, "paired_n": len(s),
             "student_score": student.score, "teacher_score": teacher.score}
 
@@ -76,6 +81,15 @@ def check_retention(session: DistillbenchSession, task: TaskSpec, model: str) ->
     figures["threshold_min_retention"] = limit
     if figures["paired_n"] == 0:
         return CheckResult(figures, f"{task.id}: {model} and {teacher.name} share no items")
+    if figures["retention"] is None and limit is not None:
+        # Decision: skip, not fail. With a teacher at 0 there is nothing to retain, so the
+        # threshold says nothing about the student; the teacher's own score item is where a
+        # broken teacher fails.
+        import pytest
+
+        pytest.skip(f"{task.id}: retention of {model} is undefined: {teacher.name} scored "
+                    f"{trun.score:.3f} on the {figures['paired_n']} shared items, so min_retention "
+                    f"{limit:.3f} cannot be checked")
     if limit is not None and not figures["retention"] >= limit:
         return CheckResult(figures, (
             f"{task.id}: {model} keeps too little of {teacher.name}'s quality\n"

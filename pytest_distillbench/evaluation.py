@@ -352,8 +352,28 @@ class Evaluator:
                     raise DistillbenchError(f"{task.builtin!r} is not an lm-eval task", path=task.source,
                                             key=f"{task.name}.lm_eval_task",
                                             fix="use a name from 'lm-eval ls tasks'") from None
+                cache = os.environ.get("HF_DATASETS_CACHE", "~/.cache/huggingface/datasets")
                 return Unavailable(f"data for lm-eval task {task.builtin!r} is not available offline "
-                                   f"({type(exc).__name__}); cache it or run with --distillbench-online")
+                                   f"({type(exc).__name__}); to cache it, run once with network "
+                                   f"access and --distillbench-online (it is downloaded into {cache}, "
+                                   "where later offline runs find it); see docs/user-data.md")
+            files = _data_files(config)
+            if files and _is_data_error(exc):
+                # the data, not the config, is what lm-eval could not read: name the file and
+                # line when a check finds it, else the files
+                from .suites import check_json_data
+
+                if config.get("dataset_path") == "json":
+                    for f in files:
+                        check_json_data(Path(f), suite=task.source,
+                                        key=f"{task.name}.lm_eval.dataset_kwargs.data_files")
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                cause = exc.__cause__ or exc.__context__
+                detail = f"{first}; {type(cause).__name__}: {str(cause).splitlines()[0]}" if cause and str(cause) else first
+                raise DistillbenchError(f"lm-eval cannot read the data of this task ({detail})",
+                                        path=", ".join(files), key=f"{task.source.name}: {task.name}",
+                                        fix="check that every line of the data file is a JSON object "
+                                            "with the same fields of the same types") from None
             raise DistillbenchError(f"lm-eval cannot build this task ({type(exc).__name__}: {exc})",
                                     path=task.source, key=f"{task.name}.lm_eval",
                                     fix="check the task config keys against lm-eval's TaskConfig") from None
@@ -478,6 +498,29 @@ def records_from_samples(samples: list[dict[str, Any]], task: TaskSpec,
             requests=tuple(requests), choice_logprobs=choice_logprobs, gold=gold,
         ))
     return tuple(out)
+
+
+def _data_files(config: Any) -> list[str]:
+    files = ((config.get("dataset_kwargs") or {}).get("data_files") if isinstance(config, dict) else None)
+    if isinstance(files, dict):
+        files = list(files.values())
+    if isinstance(files, str):
+        files = [files]
+    out: list[str] = []
+    for f in files or []:
+        out += [str(x) for x in f] if isinstance(f, list) else [str(f)]
+    return out
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """An error raised while `datasets` read the files (not a config mistake)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        module = type(seen).__module__ or ""
+        if module.startswith(("datasets", "pyarrow")) or type(seen).__name__ == "DatasetGenerationError":
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _max_length(lm: Any) -> int | None:

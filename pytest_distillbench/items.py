@@ -7,6 +7,7 @@ numbers. Their failures render as short readable messages, never tracebacks.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -33,6 +34,15 @@ class SuiteFile(pytest.File):
             raise SuiteError(str(exc)) from None
         settings = state.settings
         for task in suite.tasks:
+            other = state.tasks.get(task.id)
+            if other is not None and Path(other.source).resolve() != Path(task.source).resolve():
+                # Decision: refuse. Baselines, caches and item names are keyed by suite/task, so
+                # two definitions would share one baseline file and the later would silently
+                # replace the earlier in the session.
+                raise SuiteError(str(DistillbenchError(
+                    f"task {task.name!r} of suite {task.suite!r} is also defined in {other.source}",
+                    path=self.path, key=f"suite {task.suite}, task {task.name}",
+                    fix="rename one of the tasks, or give one of the files another 'suite:' name")))
             state.register_task(task)
             for model in settings.models:
                 yield ScoreItem.from_parent(self, name=f"{task.name}[{model.name}]", task=task,

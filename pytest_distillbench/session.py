@@ -108,6 +108,14 @@ class DistillbenchSession:
 
         if self.mode == "worker":
             return
+        if self.mode == "single" and not self.tasks and not terminalreporter.stats.get("error"):
+            # pytest exits 5 ("no tests collected"); say why and what it looked for
+            given = " ".join(str(a) for a in terminalreporter.config.args) or "."
+            terminalreporter.write_line(
+                f"distillbench: no suite files found under {given}: a suite file is a *.yaml or "
+                "*.yml file with 'suite: <name>' and a 'tasks:' list (see the README)\n"
+                "  fix: pass a folder of suite files or a suite file, e.g. pytest --distillbench suites/")
+            return
         if self.mode == "controller":
             self._gather_from_workers()
         for (model, task), run in sorted(self.runs().items()):

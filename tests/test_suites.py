@@ -84,7 +84,9 @@ def test_builtin_task_offline_is_skipped_with_reason(pytester: pytest.Pytester, 
     result = pytester.runpytest("-p", "no:cacheprovider", "--distillbench", "suites", "-rs",
                                 "-k", "teacher and not baseline")
     result.assert_outcomes(skipped=1)
-    assert "not available offline" in result.stdout.str()
+    out = result.stdout.str()
+    # says how to cache it: where to, and with which option
+    assert "not available offline" in out and "--distillbench-online" in out and "empty-cache" in out
 
 
 def test_unknown_builtin_task_is_an_error(pytester: pytest.Pytester, tiny_model: Path) -> None:
