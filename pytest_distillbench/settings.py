@@ -9,6 +9,7 @@ are used. A path ``zoo:<name>`` names an embedded checkpoint.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -27,6 +28,7 @@ _TOP_KEYS = {
     "models", "baselines", "cache_dir", "min_effect", "alpha", "max_flops_increase", "verdict",
     "seed", "batch_size", "device", "offline", "flops", "report", "markdown", "json", "csv",
 }
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # verdicts.METHODS and verdicts.DEFAULT_METHOD, kept here so reading settings imports no numpy
 VERDICT_METHODS = ("auto", "mcnemar", "margin", "margin-split")
 DEFAULT_VERDICT = "auto"
@@ -307,6 +309,12 @@ def _validate_models(models: list[ModelSpec], where: Path | None,
         return origins.get(name, (where, f"models.{name}"))
 
     names = [m.name for m in models]
+    for m in models:
+        if not _MODEL_NAME.match(m.name):
+            # the name becomes part of item ids and of baseline file names (<model>.<backend>.json)
+            raise DistillbenchError(f"model name {m.name!r} can hold only letters, digits, '-', '_' "
+                                    "and '.'", path=place(m.name)[0], key=place(m.name)[1],
+                                    fix="rename the model, e.g. small-v2")
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise DistillbenchError(f"two models share the name {dup!r}", path=place(dup)[0],
@@ -322,6 +330,15 @@ def _validate_models(models: list[ModelSpec], where: Path | None,
             raise DistillbenchError(f"model {m.name!r} names teacher {m.teacher!r}, which is not declared",
                                     path=path, key=f"{key}.teacher" if path else key,
                                     fix=f"use one of: {', '.join(t.name for t in teachers)}")
+        if m.teacher and m.teacher in names and m.teacher not in {t.name for t in teachers}:
+            raise DistillbenchError(f"model {m.name!r} names {m.teacher!r} as its teacher, but "
+                                    f"{m.teacher!r} is not the teacher", path=path,
+                                    key=f"{key}.teacher" if path else key,
+                                    fix=f"use one of: {', '.join(t.name for t in teachers)}")
+        if m.role == "teacher" and m.expect_distilled is not None:
+            raise DistillbenchError("a teacher is not tested for distillation, so expect_distilled "
+                                    "does nothing here", path=path, key=f"{key}.expect_distilled" if path else key,
+                                    fix="remove it from the teacher; set it on students and controls")
         if m.backend == "hf" and m.path.startswith("/"):
             at = f"{key}.path" if path else key
             if not Path(m.path).exists():

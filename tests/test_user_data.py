@@ -230,3 +230,41 @@ def test_multiple_choice_record_stores_the_gold_text(tmp_path: Path) -> None:
               "arguments": [["ctx", "no"], ["ctx", "yes"]], "filtered_resps": [[-1.0, False], [-2.0, False]]}
     (record,) = records_from_samples([sample], task, None, 8)
     assert record.target == "yes" and record.response == "no" and record.gold == 1
+
+
+def test_end_to_end_records_and_over_long_prompts(pytester: pytest.Pytester, tiny_model: Path) -> None:
+    """A tiny model on a BIG-bench task scored both ways and a JSONL task with an answer
+    pattern: the prompts lm-eval ran are BIG-bench's, multiple-choice records hold the gold text,
+    and prompts longer than the model's context (128 positions) are counted and reported."""
+    from conftest import write_project
+
+    write_project(pytester.path, {"teacher": ("teacher", tiny_model)}, [])
+    (pytester.path / "suites" / "task.json").write_text(json.dumps({
+        "task_prefix": "Add.", "examples": [
+            {"input": f"{a} + {b} =", "target": str(a + b),
+             "target_scores": {str(a + b): 1, str(a + b + 1): 0}} for a, b in [(1, 2), (3, 4), (2, 2)]]
+        + [{"input": "9 " * 200 + "=", "target": "0", "target_scores": {"0": 1, "1": 0}}]}))
+    write_jsonl(pytester.path / "suites" / "qa.jsonl", [{"q": f"Q: {i}+1=", "a": str(i + 1)} for i in range(3)])
+    (pytester.path / "suites" / "demo.yaml").write_text(
+        "suite: mine\ntasks:\n"
+        "  - name: bb_gen\n    metric: exact_match\n    data: {bigbench: task.json}\n"
+        "    generation: {max_gen_toks: 4}\n"
+        "  - name: bb_mc\n    metric: acc\n    data: {bigbench: task.json}\n"
+        "  - name: qa\n    metric: exact_match\n"
+        "    data: {jsonl: qa.jsonl, input: q, target: a, answer_pattern: '\\d+'}\n"
+        "    generation: {max_gen_toks: 4}\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--distillbench", "suites", "-k", "not baseline",
+                                "--distillbench-json", "run.json")
+    result.assert_outcomes(passed=3)
+    out = result.stdout.str()
+    assert "Traceback" not in out
+    runs = {r["task"]: r for r in json.loads((pytester.path / "run.json").read_text())["runs"]}
+    gen, mc, qa = runs["mine/bb_gen"], runs["mine/bb_mc"], runs["mine/qa"]
+    assert gen["records"][0]["prompt"] == "Add.\nQ: 1 + 2 =\n  choice: 4\n  choice: 3\nA: "
+    assert [r["target"] for r in gen["records"]] == ["3", "7", "4", "0"]
+    assert [r["target"] for r in mc["records"]] == ["3", "7", "4", "0"]  # the gold text, not its index
+    assert all(r["response"] in (r["target"], str(int(r["target"]) + 1)) for r in mc["records"])
+    assert qa["metric"] == "exact_match,answer"
+    # the 200-number prompt does not fit 128 positions, in both scorings
+    assert gen["meta"]["prompts_over_context"] == 1 and mc["meta"]["prompts_over_context"] == 1
+    assert "mine/bb_gen [teacher]: 1 of 4 prompts are longer than the model's context (128 tokens)" in out
