@@ -301,3 +301,21 @@ def test_command_line_student_alone_keeps_the_embedded_teacher_and_controls(tmp_
     s = build_settings(SimpleNamespace(distillbench_teacher=str(tiny_model)), tmp_path)
     assert s.teacher is not None and s.teacher.path == str(tiny_model)
     assert [m.name for m in s.by_role("control")] == ["control", "control-b"]
+
+
+# -- the distillbench command: files it reads and writes ----------------------------------------
+
+def test_cli_bad_inputs_are_one_line_each(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_distillbench.cli import main
+
+    (tmp_path / "broken.json").write_text(json.dumps({"schema": 1, "runs": [{"task": "a/b"}]}))
+    assert main(["report", str(tmp_path / "missing.json")]) == 2
+    assert "missing.json: cannot read run file" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "broken.json"), str(tmp_path / "broken.json"), "--alpha", "5"]) == 2
+    assert "--alpha: must be between 0 and 1, got 5.0" in capsys.readouterr().err
+    from pytest_distillbench.runfiles import RUN_SCHEMA
+
+    (tmp_path / "broken.json").write_text(json.dumps({"schema": RUN_SCHEMA, "runs": [{"task": "a/b"}]}))
+    assert main(["report", str(tmp_path / "broken.json")]) == 2
+    err = capsys.readouterr().err
+    assert "broken.json: a run in this file is incomplete" in err and "Traceback" not in err
