@@ -443,7 +443,17 @@ class Evaluator:
 def records_from_samples(samples: list[dict[str, Any]], task: TaskSpec,
                          count: Callable[[str], int] | None, gen_limit: int) -> tuple[ItemRecord, ...]:
     """lm-eval's logged samples (one entry per doc and filter) -> our per-item records."""
-    chosen = [s for s in samples if s.get("filter") == task.filter] or samples
+    chosen = [s for s in samples if s.get("filter") == task.filter]
+    if not chosen and samples:
+        names = sorted({str(s.get("filter")) for s in samples})
+        if len(names) > 1:
+            # several filter pipelines and none is the one asked for: mixing them would count
+            # every document once per pipeline
+            raise DistillbenchError(f"filter {task.filter!r} is not one of this task's filter "
+                                    f"pipelines ({', '.join(names)})", path=task.source,
+                                    key=f"{task.name}.metric",
+                                    fix=f"write e.g. metric: {task.metric},{names[0]}")
+        chosen = samples
     if chosen and task.metric not in chosen[0]:
         produced = ", ".join(k for k in chosen[0].get("metrics", []))
         raise DistillbenchError(f"metric {task.metric!r} is not produced by the task",

@@ -292,6 +292,10 @@ def _load_task(path: Path, suite: str, i: int, raw: Any, allow_code: bool) -> Ta
 
     schema.validate(schema.Task, raw, path=path, prefix=key)  # types and ranges of every key
     sources = [k for k in ("lm_eval", "lm_eval_task", "data") if k in raw]
+    if "generation" in raw and "data" not in raw:
+        raise _fail(path, f"{key}.generation", "generation: applies to data: tasks only, so it "
+                    "would be ignored here", "put generation_kwargs inside the lm_eval: config "
+                    "(or remove it for a built-in task)")
     if len(sources) != 1:
         raise _fail(path, key, "a task needs exactly one of lm_eval, lm_eval_task, data",
                     "write the lm-eval config inline (lm_eval:), name a built-in task "

@@ -319,3 +319,30 @@ def test_cli_bad_inputs_are_one_line_each(tmp_path: Path, capsys: pytest.Capture
     assert main(["report", str(tmp_path / "broken.json")]) == 2
     err = capsys.readouterr().err
     assert "broken.json: a run in this file is incomplete" in err and "Traceback" not in err
+
+
+# -- keys that would be silently ignored, or a filter read wrongly ------------------------------
+
+def test_generation_on_an_lm_eval_task_is_refused(tmp_path: Path) -> None:
+    from pytest_distillbench.suites import load_suite
+
+    (tmp_path / "s.yaml").write_text("suite: s\ntasks:\n  - name: t\n    metric: exact_match\n"
+                                     "    generation: {max_gen_toks: 4}\n    lm_eval: {output_type: generate_until}\n")
+    with pytest.raises(DistillbenchError, match="generation: applies to data: tasks only"):
+        load_suite(tmp_path / "s.yaml")
+
+
+def test_metric_without_one_of_several_filters_is_refused(tmp_path: Path) -> None:
+    from pytest_distillbench.evaluation import records_from_samples
+    from pytest_distillbench.suites import TaskSpec
+
+    task = TaskSpec(suite="s", name="gsm", description="", difficulty=None, metric="exact_match",
+                    filter="none", source=tmp_path / "s.yaml", thresholds=(), output_type="unknown",
+                    config={}, builtin="gsm8k")
+    samples = [{"doc_id": 0, "doc_hash": "h", "filter": f, "exact_match": 1.0, "target": "1",
+                "arguments": [["q", {}]], "resps": [["1"]], "filtered_resps": ["1"]}
+               for f in ("strict-match", "flexible-extract")]
+    with pytest.raises(DistillbenchError, match="filter 'none' is not one of this task's filter pipelines "
+                                                r"\(flexible-extract, strict-match\)"):
+        records_from_samples(samples, task, None, 8)
+    assert len(records_from_samples(samples[:1], task, None, 8)) == 1  # one pipeline: that one
