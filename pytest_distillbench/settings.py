@@ -216,6 +216,10 @@ def build_settings(option: Any, rootdir: Path) -> Settings:
     models = list(declared)
     teacher_name = next((m.name for m in models if m.role == "teacher"), "teacher")
     if cli_teacher:
+        if origins.get(teacher_name, (None, ""))[1].startswith("embedded"):
+            # the embedded student was distilled from the embedded teacher: against another
+            # teacher that claim is not known to hold, so its evidence item is not asserted
+            models = [ModelSpec(**{**m.__dict__, "expect_distilled": None}) for m in models]
         models = [m for m in models if m.role != "teacher"]
         models.insert(0, ModelSpec(name=teacher_name, role="teacher",
                                    path=_resolve_path(cli_teacher, rootdir), **defaults))

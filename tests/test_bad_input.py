@@ -301,6 +301,8 @@ def test_command_line_student_alone_keeps_the_embedded_teacher_and_controls(tmp_
     s = build_settings(SimpleNamespace(distillbench_teacher=str(tiny_model)), tmp_path)
     assert s.teacher is not None and s.teacher.path == str(tiny_model)
     assert [m.name for m in s.by_role("control")] == ["control", "control-b"]
+    # the embedded student's claim was about the embedded teacher: no longer asserted
+    assert s.model("student").expect_distilled is None
 
 
 # -- the distillbench command: files it reads and writes ----------------------------------------
