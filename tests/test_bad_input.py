@@ -10,10 +10,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from pytest_distillbench import schema
 from pytest_distillbench.errors import DistillbenchError
-from pytest_distillbench.settings import _MODEL_KEYS, _TOP_KEYS, build_settings
-from pytest_distillbench.suites import DATA_KEYS, SUITE_KEYS, TASK_KEYS, THRESHOLD_KEYS
+from pytest_distillbench.spec import schema
+from pytest_distillbench.spec.settings import _MODEL_KEYS, _TOP_KEYS, build_settings
+from pytest_distillbench.spec.suites import DATA_KEYS, SUITE_KEYS, TASK_KEYS, THRESHOLD_KEYS
 
 from conftest import gen_task, mc_task, write_jsonl, write_project
 
@@ -40,6 +40,13 @@ def test_schema_keys_are_keys_the_readers_accept() -> None:
     assert set(schema.Suite.model_fields) <= SUITE_KEYS
     assert set(schema.Limits.model_fields) <= THRESHOLD_KEYS
     assert set(schema.DataShortcut.model_fields) <= DATA_KEYS
+    from typing import get_args
+
+    from pytest_distillbench.spec.models import BACKENDS, ROLES
+    from pytest_distillbench.spec.settings import VERDICT_METHODS
+
+    assert get_args(schema.Role) == ROLES and get_args(schema.Backend) == BACKENDS
+    assert get_args(schema.Verdict) == VERDICT_METHODS
 
 
 # -- wrong type ---------------------------------------------------------------------------------
@@ -315,7 +322,7 @@ def test_cli_bad_inputs_are_one_line_each(tmp_path: Path, capsys: pytest.Capture
     assert "missing.json: cannot read run file" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "broken.json"), str(tmp_path / "broken.json"), "--alpha", "5"]) == 2
     assert "--alpha: must be between 0 and 1, got 5.0" in capsys.readouterr().err
-    from pytest_distillbench.runfiles import RUN_SCHEMA
+    from pytest_distillbench.store.runfiles import RUN_SCHEMA
 
     (tmp_path / "broken.json").write_text(json.dumps({"schema": RUN_SCHEMA, "runs": [{"task": "a/b"}]}))
     assert main(["report", str(tmp_path / "broken.json")]) == 2
@@ -326,7 +333,7 @@ def test_cli_bad_inputs_are_one_line_each(tmp_path: Path, capsys: pytest.Capture
 # -- keys that would be silently ignored, or a filter read wrongly ------------------------------
 
 def test_generation_on_an_lm_eval_task_is_refused(tmp_path: Path) -> None:
-    from pytest_distillbench.suites import load_suite
+    from pytest_distillbench.spec.suites import load_suite
 
     (tmp_path / "s.yaml").write_text("suite: s\ntasks:\n  - name: t\n    metric: exact_match\n"
                                      "    generation: {max_gen_toks: 4}\n    lm_eval: {output_type: generate_until}\n")
@@ -335,8 +342,8 @@ def test_generation_on_an_lm_eval_task_is_refused(tmp_path: Path) -> None:
 
 
 def test_metric_without_one_of_several_filters_is_refused(tmp_path: Path) -> None:
-    from pytest_distillbench.evaluation import records_from_samples
-    from pytest_distillbench.suites import TaskSpec
+    from pytest_distillbench.engine.evaluation import records_from_samples
+    from pytest_distillbench.spec.suites import TaskSpec
 
     task = TaskSpec(suite="s", name="gsm", description="", difficulty=None, metric="exact_match",
                     filter="none", source=tmp_path / "s.yaml", thresholds=(), output_type="unknown",

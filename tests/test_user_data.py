@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from pytest_distillbench.engine.evaluation import records_from_samples
 from pytest_distillbench.errors import DistillbenchError
-from pytest_distillbench.evaluation import records_from_samples
-from pytest_distillbench.suites import TaskSpec, load_suite
+from pytest_distillbench.spec.suites import TaskSpec, load_suite
 
 from conftest import write_jsonl
 
@@ -33,7 +33,7 @@ def bigbench_task(tmp_path: Path, task: dict, metric: str = "exact_match", extra
 def lm_task(task: TaskSpec):
     from lm_eval.tasks import TaskManager
 
-    from pytest_distillbench.evaluation import _register_filters
+    from pytest_distillbench.engine.evaluation import _register_filters
 
     _register_filters()
     return next(iter(TaskManager(include_defaults=False).load([task.lm_eval_config()])["tasks"].values()))
