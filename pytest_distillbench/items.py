@@ -68,7 +68,7 @@ def _check_threshold_names(collector: SuiteFile, task: TaskSpec, state: Distillb
     and an error; another name (a model that other projects declare) is a warning."""
     import difflib
 
-    from .models import ROLES
+    from .spec.models import ROLES
 
     known = list(ROLES) + [m.name for m in state.settings.models]
     for who, _ in task.thresholds:
