@@ -89,7 +89,9 @@ def evaluate(students: dict[str, Path]) -> Path:
            "--rootdir", str(WORK), "-c", str(pyproject),
            "--distillbench-teacher", str(ZOO_DIR / "teacher"),
            *(arg for name, path in students.items() for arg in ("--distillbench-student", f"{name}={path}")),
-           "-k", "not baseline and not evidence and not retention and not compute and not teacher",
+           # the embedded controls stay in the session beside command-line students: not scored here
+           "-k", "not baseline and not evidence and not retention and not compute and not teacher"
+                 " and not control",
            "--distillbench-json", str(run_file)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TQDM_DISABLE": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)

@@ -17,6 +17,12 @@ def _compare(args: argparse.Namespace) -> int:
     from .report.compare import compare_runs, render_comparison
     from .store.runfiles import load_run
 
+    if not 0 < args.alpha < 1:
+        raise DistillbenchError(f"must be between 0 and 1, got {args.alpha}", key="--alpha",
+                                fix="write e.g. --alpha 0.05")
+    if not 0 <= args.min_effect < 1:
+        raise DistillbenchError(f"must be at least 0 and below 1, got {args.min_effect}",
+                                key="--min-effect", fix="write e.g. --min-effect 0.01")
     a, b = load_run(args.run_a), load_run(args.run_b)
     rows = compare_runs(a, b, alpha=args.alpha, min_effect=args.min_effect, method=args.verdict)
     print(render_comparison(rows, args.run_a, args.run_b))
@@ -92,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
             return _data(args)
     except DistillbenchError as exc:
         print(f"distillbench: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an output that cannot be written (--html, --out)
+        print(f"distillbench: {exc.filename or 'output'}: cannot be written ({exc.strerror or exc})\n"
+              "  fix: choose a writable path", file=sys.stderr)
         return 2
     return 2
 

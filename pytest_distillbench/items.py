@@ -7,6 +7,7 @@ numbers. Their failures render as short readable messages, never tracebacks.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -29,6 +30,16 @@ class SuiteFile(pytest.File):
             raise SuiteError(str(exc)) from None
         settings = state.settings
         for task in suite.tasks:
+            other = state.tasks.get(task.id)
+            if other is not None and Path(other.source).resolve() != Path(task.source).resolve():
+                # Decision: refuse. Baselines, caches and item names are keyed by suite/task, so
+                # two definitions would share one baseline file and the later would silently
+                # replace the earlier in the session.
+                raise SuiteError(str(DistillbenchError(
+                    f"task {task.name!r} of suite {task.suite!r} is also defined in {other.source}",
+                    path=self.path, key=f"suite {task.suite}, task {task.name}",
+                    fix="rename one of the tasks, or give one of the files another 'suite:' name")))
+            _check_threshold_names(self, task, state)
             state.register_task(task)
             for model in settings.models:
                 yield ScoreItem.from_parent(self, name=f"{task.name}[{model.name}]", task=task,
@@ -49,6 +60,30 @@ class SuiteFile(pytest.File):
                 if model.role != "teacher" and model.expect_distilled is not None:
                     yield EvidenceItem.from_parent(self, name=f"{task.name}[{model.name}-evidence]",
                                                    task=task, model=model.name)
+
+
+def _check_threshold_names(collector: SuiteFile, task: TaskSpec, state: DistillbenchSession) -> None:
+    """Thresholds are keyed by role or model name; a key that is neither would be ignored, so
+    the limit it sets would silently not apply. A near miss of a role or a model name is a typo
+    and an error; another name (a model that other projects declare) is a warning."""
+    import difflib
+
+    from .spec.models import ROLES
+
+    known = list(ROLES) + [m.name for m in state.settings.models]
+    for who, _ in task.thresholds:
+        if who in known:
+            continue
+        close = difflib.get_close_matches(who, known, n=1, cutoff=0.75)
+        if close:
+            raise SuiteError(str(DistillbenchError(
+                f"{who!r} is neither a role nor a model of this session (did you mean {close[0]!r}?)",
+                path=collector.path, key=f"{task.name}.thresholds.{who}",
+                fix=f"use a role ({', '.join(ROLES)}) or a model name ({', '.join(known[len(ROLES):])})")))
+        message = (f"{task.id}: thresholds for {who!r} apply to no model of this session "
+                   f"(models: {', '.join(known[len(ROLES):])})")
+        if message not in state.warnings:
+            state.warnings.append(message)
 
 
 class SuiteError(Exception):

@@ -101,8 +101,23 @@ class DistillbenchSession:
 
         if self.mode == "worker":
             return
+        if self.mode == "single" and not self.tasks and not terminalreporter.stats.get("error"):
+            # pytest exits 5 ("no tests collected"); say why and what it looked for
+            given = " ".join(str(a) for a in terminalreporter.config.args) or "."
+            terminalreporter.write_line(
+                f"distillbench: no suite files found under {given}: a suite file is a *.yaml or "
+                "*.yml file with 'suite: <name>' and a 'tasks:' list (see the README)\n"
+                "  fix: pass a folder of suite files or a suite file, e.g. pytest --distillbench suites/")
+            return
         if self.mode == "controller":
             self._gather_from_workers()
+        for (model, task), run in sorted(self.runs().items()):
+            over = run.meta.get("prompts_over_context")
+            if over:
+                self.warnings.append(f"{task} [{model}]: {over} of {run.n} prompts are longer than the "
+                                     f"model's context ({run.meta.get('max_length')} tokens) and were "
+                                     "cut to their last tokens; shorten them or use a model with a "
+                                     "longer context (options.max_length)")
         write_outputs(self, terminalreporter)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:

@@ -24,10 +24,11 @@ def baseline_file(root: Path, model: str = "teacher") -> Path:
 
 def test_missing_then_update_then_pass(pytester: pytest.Pytester, tiny_model: Path) -> None:
     write_project(pytester.path, {"teacher": ("teacher", tiny_model)}, [mc_task()])
-    missing = run(pytester, "-k", "baseline")
-    missing.assert_outcomes(failed=1)
-    out = missing.stdout.str()
-    assert "no baseline for teacher" in out and "--distillbench-update-baselines" in out
+    first = run(pytester, "-k", "baseline", "-rs")
+    first.assert_outcomes(skipped=1)  # a first run: no baseline anywhere yet
+    out = first.stdout.str()
+    assert "no baselines yet" in out and "--distillbench-update-baselines" in out
+    assert "FAIL" not in out
 
     run(pytester, "-k", "baseline", "--distillbench-update-baselines").assert_outcomes(passed=1)
     doc = json.loads(baseline_file(pytester.path).read_text())
@@ -38,6 +39,15 @@ def test_missing_then_update_then_pass(pytester: pytest.Pytester, tiny_model: Pa
     assert "margins" in doc  # multiple choice: per-item log-likelihood margins for the margin test
 
     run(pytester, "-k", "baseline").assert_outcomes(passed=1)
+
+    # once baselines exist, a missing one fails (here: moved to another task's place)
+    other = pytester.path / "baselines" / "demo" / "other" / "teacher.hf.json"
+    other.parent.mkdir(parents=True)
+    baseline_file(pytester.path).rename(other)
+    missing = run(pytester, "-k", "baseline")
+    missing.assert_outcomes(failed=1)
+    out = missing.stdout.str()
+    assert "no baseline for teacher" in out and "--distillbench-update-baselines" in out
 
 
 @pytest.mark.parametrize("method", ["auto", "mcnemar", "margin", "margin-split"])
@@ -118,7 +128,7 @@ def test_killed_during_update_leaves_previous_baseline(pytester: pytest.Pytester
 
 @needs_zoo
 def test_lifecycle_on_embedded_models(pytester: pytest.Pytester) -> None:
-    """missing -> fail; update -> pass; degraded -> fail with significance; improved -> pass."""
+    """first run -> skip; update -> pass; degraded -> fail with significance; improved -> pass."""
     # pytester's in-process runs unload the modules a run imported, and some extension modules
     # (numpy's, torch.distributed's operator registry) cannot be loaded twice in one process: a
     # second run that loads a model or compares with scipy would fail. Importing what a run
@@ -148,7 +158,7 @@ def test_lifecycle_on_embedded_models(pytester: pytest.Pytester) -> None:
     project("student")
     run_ = lambda *a: pytester.runpytest("-p", "no:cacheprovider", "--distillbench",  # noqa: E731
                                          "suites/math.yaml", *select, *a)
-    run_().assert_outcomes(failed=1)
+    run_().assert_outcomes(skipped=1)  # a first run: the folder holds no baseline yet
     run_("--distillbench-update-baselines").assert_outcomes(passed=1)
     run_().assert_outcomes(passed=1)
     # On add_3d the teacher (0.995) is far better than the control (0.73): swapping the

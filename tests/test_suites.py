@@ -48,7 +48,9 @@ def test_bigbench_task_json(tmp_path: Path) -> None:
     task = load_suite(tmp_path / "s.yaml").tasks[0]
     assert task.output_type == "multiple_choice"
     dataset = task.config["custom_dataset"](**task.config["dataset_kwargs"])
-    assert dataset["test"][1] == {"input": "1 > 2?", "choices": ["yes", "no"], "label": 1}
+    # BIG-bench's default prefixes and appended choices (tests/test_user_data.py has one test per field)
+    assert dataset["test"][1] == {"input": "\nQ: 1 > 2?\n  choice: no\n  choice: yes\nA: ",
+                                  "choices": ["yes", "no"], "label": 1}
 
 
 def test_bigbench_generation_and_errors(tmp_path: Path) -> None:
@@ -82,7 +84,9 @@ def test_builtin_task_offline_is_skipped_with_reason(pytester: pytest.Pytester, 
     result = pytester.runpytest("-p", "no:cacheprovider", "--distillbench", "suites", "-rs",
                                 "-k", "teacher and not baseline")
     result.assert_outcomes(skipped=1)
-    assert "not available offline" in result.stdout.str()
+    out = result.stdout.str()
+    # says how to cache it: where to, and with which option
+    assert "not available offline" in out and "--distillbench-online" in out and "empty-cache" in out
 
 
 def test_unknown_builtin_task_is_an_error(pytester: pytest.Pytester, tiny_model: Path) -> None:

@@ -41,9 +41,10 @@ def _register_filters() -> None:
     from lm_eval.api.filter import Filter
     from lm_eval.api.registry import FILTER_REGISTRY, register_filter
 
-    from .tasks import code_filter
+    from .tasks import bigbench, code_filter
 
     code_filter.register()
+    bigbench.register()
     if "distillbench_after_think" in FILTER_REGISTRY:
         return
 
@@ -342,8 +343,28 @@ class Evaluator:
                     raise DistillbenchError(f"{task.builtin!r} is not an lm-eval task", path=task.source,
                                             key=f"{task.name}.lm_eval_task",
                                             fix="use a name from 'lm-eval ls tasks'") from None
+                cache = os.environ.get("HF_DATASETS_CACHE", "~/.cache/huggingface/datasets")
                 return Unavailable(f"data for lm-eval task {task.builtin!r} is not available offline "
-                                   f"({type(exc).__name__}); cache it or run with --distillbench-online")
+                                   f"({type(exc).__name__}); to cache it, run once with network "
+                                   f"access and --distillbench-online (it is downloaded into {cache}, "
+                                   "where later offline runs find it); see docs/user-data.md")
+            files = _data_files(config)
+            if files and _is_data_error(exc):
+                # the data, not the config, is what lm-eval could not read: name the file and
+                # line when a check finds it, else the files
+                from ..spec.suites import check_json_data
+
+                if config.get("dataset_path") == "json":
+                    for f in files:
+                        check_json_data(Path(f), suite=task.source,
+                                        key=f"{task.name}.lm_eval.dataset_kwargs.data_files")
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                cause = exc.__cause__ or exc.__context__
+                detail = f"{first}; {type(cause).__name__}: {str(cause).splitlines()[0]}" if cause and str(cause) else first
+                raise DistillbenchError(f"lm-eval cannot read the data of this task ({detail})",
+                                        path=", ".join(files), key=f"{task.source.name}: {task.name}",
+                                        fix="check that every line of the data file is a JSON object "
+                                            "with the same fields of the same types") from None
             raise DistillbenchError(f"lm-eval cannot build this task ({type(exc).__name__}: {exc})",
                                     path=task.source, key=f"{task.name}.lm_eval",
                                     fix="check the task config keys against lm-eval's TaskConfig") from None
@@ -392,11 +413,19 @@ class Evaluator:
         if not records:
             raise DistillbenchError("the task produced no items", path=task.source, key=task.name,
                                     fix="check the test split and the data file")
+        meta = {"device": device, "dtype": spec.dtype, "batch_size": spec.batch_size,
+                "lm_task": lm_task.task_name}
+        over = over_context(records, _max_length(lm), gen_limit)
+        if over:
+            # lm-eval keeps the last tokens of a prompt that does not fit and says nothing; the
+            # run file and the summary say how many items were cut
+            meta.update(prompts_over_context=over, max_length=_max_length(lm))
+            self.progress(f"distillbench: {spec.name} on {task.id}: {over} of {len(records)} prompts "
+                          f"are longer than the model's context ({_max_length(lm)} tokens); lm-eval "
+                          "kept only their last tokens")
         run = TaskRun(task=task.id, model=spec.name, metric=task.metric_key, records=records,
                       wall_seconds=seconds, model_fingerprint=model_fp,
-                      task_fingerprint=task.fingerprint, backend=spec.backend,
-                      meta={"device": device, "dtype": spec.dtype, "batch_size": spec.batch_size,
-                            "lm_task": lm_task.task_name})
+                      task_fingerprint=task.fingerprint, backend=spec.backend, meta=meta)
         from ..measures.costing import attach_cost
 
         measured = float(counter.get_total_flops()) if counter is not None else None
@@ -410,7 +439,17 @@ class Evaluator:
 def records_from_samples(samples: list[dict[str, Any]], task: TaskSpec,
                          count: Callable[[str], int] | None, gen_limit: int) -> tuple[ItemRecord, ...]:
     """lm-eval's logged samples (one entry per doc and filter) -> our per-item records."""
-    chosen = [s for s in samples if s.get("filter") == task.filter] or samples
+    chosen = [s for s in samples if s.get("filter") == task.filter]
+    if not chosen and samples:
+        names = sorted({str(s.get("filter")) for s in samples})
+        if len(names) > 1:
+            # several filter pipelines and none is the one asked for: mixing them would count
+            # every document once per pipeline
+            raise DistillbenchError(f"filter {task.filter!r} is not one of this task's filter "
+                                    f"pipelines ({', '.join(names)})", path=task.source,
+                                    key=f"{task.name}.metric",
+                                    fix=f"write e.g. metric: {task.metric},{names[0]}")
+        chosen = samples
     if chosen and task.metric not in chosen[0]:
         produced = ", ".join(k for k in chosen[0].get("metrics", []))
         raise DistillbenchError(f"metric {task.metric!r} is not produced by the task",
@@ -426,6 +465,7 @@ def records_from_samples(samples: list[dict[str, Any]], task: TaskSpec,
                                     key=f"{task.name}.metric", fix="choose a per-item metric such as "
                                     "acc, exact_match or pass@1")
         args = s["arguments"]
+        gold_text: str | None = None
         requests: list[Request] = []
         choice_logprobs = gold = None
         raw = response = ""
@@ -443,6 +483,9 @@ def records_from_samples(samples: list[dict[str, Any]], task: TaskSpec,
                 response = args[best][1].strip()
                 target = s.get("target")
                 gold = int(target) if isinstance(target, int) or str(target).isdigit() else None
+                if gold is not None and 0 <= gold < len(args):
+                    # the record shows the gold choice's text beside the chosen one, not its index
+                    gold_text = args[gold][1].strip()
         else:  # generation: one request per repeat
             context = args[0][0]
             gens = s["resps"][0] if s.get("resps") else []
@@ -455,12 +498,69 @@ def records_from_samples(samples: list[dict[str, Any]], task: TaskSpec,
                 requests.append(Request("generate_until", ctx, min(gen_limit, tokens(g) + 1)))
         out.append(ItemRecord(
             doc_id=int(s["doc_id"]), doc_hash=str(s["doc_hash"]), prompt=args[0][0] if args else "",
-            target=str(s.get("target")), response=response, raw_response=raw, score=float(value),
+            target=gold_text if gold_text is not None else _target_text(s.get("target")), response=response, raw_response=raw, score=float(value),
             prompt_tokens=sum(r.context_tokens for r in requests[:1]) if requests else 0,
             output_tokens=sum(r.output_tokens for r in requests),
             requests=tuple(requests), choice_logprobs=choice_logprobs, gold=gold,
         ))
     return tuple(out)
+
+
+def _data_files(config: Any) -> list[str]:
+    files = ((config.get("dataset_kwargs") or {}).get("data_files") if isinstance(config, dict) else None)
+    if isinstance(files, dict):
+        files = list(files.values())
+    if isinstance(files, str):
+        files = [files]
+    out: list[str] = []
+    for f in files or []:
+        out += [str(x) for x in f] if isinstance(f, list) else [str(f)]
+    return out
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """An error raised while `datasets` read the files (not a config mistake)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        module = type(seen).__module__ or ""
+        if module.startswith(("datasets", "pyarrow")) or type(seen).__name__ == "DatasetGenerationError":
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _max_length(lm: Any) -> int | None:
+    try:
+        value = lm.max_length
+    except Exception:  # a backend without a known context length
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def over_context(records: Iterable[ItemRecord], max_length: int | None, gen_limit: int) -> int:
+    """Items with a request that does not fit the model's context, as lm-eval's HF model cuts
+    them: a generation prompt longer than max_length - max_gen_toks, a log-likelihood request
+    (context + continuation) longer than max_length + 1. 0 when either count is unknown."""
+    if not max_length:
+        return 0
+    over = 0
+    for r in records:
+        for q in r.requests:
+            if q.kind == "generate_until":
+                cut = q.context_tokens > max_length - gen_limit
+            else:
+                cut = q.context_tokens + q.output_tokens > max_length + 1
+            if cut:
+                over += 1
+                break
+    return over
+
+
+def _target_text(target: Any) -> str:
+    """One accepted answer as itself; several (any of them counts) as a JSON list."""
+    if isinstance(target, (list, tuple)):
+        return str(target[0]) if len(target) == 1 else json.dumps([str(t) for t in target])
+    return str(target)
 
 
 def _weight_bytes(lm: Any) -> int:

@@ -29,7 +29,12 @@ def paired(a: TaskRun, b: TaskRun) -> tuple[list[float], list[float]]:
 
 def retention_figures(student: TaskRun, teacher: TaskRun, seed: int) -> dict[str, Any]:
     s, t = paired(student, teacher)
-    point, lo, hi = stats.paired_bootstrap_ratio(s, t, seed=seed)
+    if not s or sum(t) == 0:
+        # a teacher that scores 0 leaves no quality to keep: retention is undefined, reported as
+        # unknown (None), never as nan
+        point = lo = hi = None
+    else:
+        point, lo, hi = (None if x != x else x for x in stats.paired_bootstrap_ratio(s, t, seed=seed))
     return {"retention": point, "retention_low": lo, "retention_high": hi, "paired_n": len(s),
             "student_score": student.score, "teacher_score": teacher.score}
 

@@ -257,10 +257,17 @@ def write_outputs(state: SessionView, terminalreporter: Any) -> None:
             tr.write_line(text)
     for warning in state.warnings:
         tr.write_line(f"warning: {warning}")
-    for path in write_run_files(state, frame):
-        tr.write_line(f"distillbench: wrote {path}")
-    for path in write_shareable_reports(state, frame):
-        tr.write_line(f"distillbench: wrote {path}")
+    for writer in (write_run_files, write_shareable_reports):
+        try:
+            written = writer(state, frame)
+        except OSError as exc:
+            # the paths were checked before the run; this is a disk that filled up or a folder
+            # removed meanwhile: one line, not a traceback after the whole run
+            tr.write_line(f"distillbench: cannot write {exc.filename or 'an output file'} "
+                          f"({exc.strerror or exc})\n  fix: free space or choose another path")
+            continue
+        for path in written:
+            tr.write_line(f"distillbench: wrote {path}")
 
 
 def write_shareable_reports(state: SessionView, frame: pd.DataFrame) -> list[Path]:

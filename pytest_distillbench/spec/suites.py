@@ -39,7 +39,8 @@ TASK_KEYS = {
     "data", "generation", "limit",
 }
 THRESHOLD_KEYS = {"min", "min_retention", "max_compute_ratio", "min_efficiency", "max_flops_increase"}
-DATA_KEYS = {"jsonl", "bigbench", "input", "target", "choices", "label", "split"}
+DATA_KEYS = {"jsonl", "bigbench", "input", "target", "choices", "label", "answer_pattern", "filter",
+             "ignore_case", "ignore_punctuation"}
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 # What lm-eval reports when a task does not list its metrics.
@@ -187,15 +188,39 @@ def _fail(path: Path, key: str, message: str, fix: str) -> DistillbenchError:
     return DistillbenchError(message, path=path, key=key, fix=fix)
 
 
+def _yaml_problem(exc: yaml.YAMLError, path: Path) -> tuple[str, str]:
+    """The line to blame and what is wrong there. An unclosed bracket or quote is only noticed
+    where the file goes on (often the next line or the end of the file): PyYAML's problem mark is
+    there, and the construct that was never closed starts at its context mark, which is the
+    line to fix."""
+    problem = getattr(exc, "problem", None) or str(exc)
+    mark = getattr(exc, "problem_mark", None)
+    context = getattr(exc, "context", None) or ""
+    start = getattr(exc, "context_mark", None)
+    unclosed = start is not None and mark is not None and start.line < mark.line and (
+        "flow" in context or "quoted" in context)
+    blamed = start if unclosed else mark
+    if blamed is None:
+        return "yaml", f"not valid YAML ({problem})"
+    try:
+        text = path.read_text(encoding="utf-8").splitlines()[blamed.line].strip()
+    except (OSError, IndexError):
+        text = ""
+    detail = problem
+    if unclosed:
+        what = context.replace("while parsing a ", "").replace("while scanning a ", "")
+        detail = f"this {what} is never closed; {problem} at line {mark.line + 1}"
+    shown = f": {text!r}" if text else ""
+    return f"line {blamed.line + 1}", f"not valid YAML ({detail}){shown}"
+
+
 def load_suite(path: str | Path) -> SuiteSpec:
     path = Path(path)
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_SuiteLoader)  # noqa: S506
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "yaml"
-        raise _fail(path, where, f"not valid YAML ({getattr(exc, 'problem', exc)})",
-                    "fix the YAML syntax at that line") from None
+        where, message = _yaml_problem(exc, path)
+        raise _fail(path, where, message, "fix the YAML syntax at that line") from None
     except OSError as exc:
         raise _fail(path, "file", f"cannot be read ({exc.strerror})", "check the path") from None
     if not isinstance(raw, dict):
@@ -214,6 +239,9 @@ def load_suite(path: str | Path) -> SuiteSpec:
     allow_code = raw.get("allow_code_execution", False)
     if not isinstance(allow_code, bool):
         raise _fail(path, "allow_code_execution", "must be true or false", "write true or false")
+    from . import schema
+
+    schema.validate(schema.Suite, raw, path=path)
     tasks: list[TaskSpec] = []
     seen: set[str] = set()
     for i, task_raw in enumerate(tasks_raw):
@@ -284,7 +312,14 @@ def _load_task(path: Path, suite: str, i: int, raw: Any, allow_code: bool) -> Ta
         raise _fail(path, f"{key}.name", "missing or invalid task name",
                     "add 'name: <name>' using letters, digits and underscores")
     key = f"tasks[{i}] ({name})"
+    from . import schema
+
+    schema.validate(schema.Task, raw, path=path, prefix=key)  # types and ranges of every key
     sources = [k for k in ("lm_eval", "lm_eval_task", "data") if k in raw]
+    if "generation" in raw and "data" not in raw:
+        raise _fail(path, f"{key}.generation", "generation: applies to data: tasks only, so it "
+                    "would be ignored here", "put generation_kwargs inside the lm_eval: config "
+                    "(or remove it for a built-in task)")
     if len(sources) != 1:
         raise _fail(path, key, "a task needs exactly one of lm_eval, lm_eval_task, data",
                     "write the lm-eval config inline (lm_eval:), name a built-in task "
@@ -310,7 +345,8 @@ def _load_task(path: Path, suite: str, i: int, raw: Any, allow_code: bool) -> Ta
                         template_sha256=f"builtin:{builtin}", **common)
 
     if "data" in raw:
-        config, data_files = _config_from_user_data(path, key, raw["data"], raw.get("generation"))
+        config, data_files = _config_from_user_data(path, key, raw["data"], raw.get("generation"),
+                                                    metric_name)
     else:
         config = raw["lm_eval"]
         if not isinstance(config, dict):
@@ -369,16 +405,25 @@ def _resolve_data_files(path: Path, key: str, config: dict[str, Any]) -> list[Pa
     if files is None:
         return []
     found: list[Path] = []
+    # The split items come from is checked line by line here, before any model loads (the
+    # bundled suites' test files: ~0.1 s). Other splits (train files can be large; checking all of
+    # the bundled ones costs 1.5 s a collection) are checked only if lm-eval fails to read them
+    # (evaluation.py names the file and line then).
+    checked = {"", str(config.get("test_split", "test"))}
 
     def fix(value: Any, where: str) -> Any:
         if isinstance(value, list):
             return [fix(v, f"{where}[{j}]") for j, v in enumerate(value)]
         p = Path(str(value))
         p = p if p.is_absolute() else (path.parent / p)
+        at = f"{key}.lm_eval.dataset_kwargs.data_files{where}"
+        if p.is_dir():
+            raise _fail(path, at, f"{p} is a folder, not a data file", "name the data file itself")
         if not p.is_file():
-            raise _fail(path, f"{key}.lm_eval.dataset_kwargs.data_files{where}",
-                        f"data file {p} does not exist",
+            raise _fail(path, at, f"data file {p} does not exist",
                         "create the file or fix the path (relative paths start at the suite file)")
+        if config.get("dataset_path") == "json" and where.lstrip(".").split("[")[0] in checked:
+            check_json_data(p, suite=path, key=at)
         found.append(p.resolve())
         return str(p.resolve())
 
@@ -390,9 +435,68 @@ def _resolve_data_files(path: Path, key: str, config: dict[str, Any]) -> list[Pa
     return found
 
 
-def _config_from_user_data(path: Path, key: str, data: Any, generation: Any
+_JSON_TYPES = {bool: "true/false", int: "a number", float: "a number", str: "a string",
+               list: "a list", dict: "an object"}
+
+
+def check_json_data(data: Path, *, suite: Path, key: str) -> None:
+    """What `datasets` needs to read a JSON(-lines) data file, checked at collection so that a
+    bad line is named by file and line before any model loads (lm-eval would only say
+    DatasetGenerationError, later): every row a JSON object, each field of one type throughout
+    (null aside)."""
+    fix = f"fix that line; the file is read by {key} of {suite.name}"
+    try:
+        text = data.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DistillbenchError(f"cannot be read ({exc})", path=data, fix="save it as UTF-8 text") from None
+    rows: list[tuple[int, Any]] = []
+    if data.suffix == ".json":
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DistillbenchError(f"line {exc.lineno}: not valid JSON ({exc.msg})", path=data, fix=fix) from None
+        if isinstance(doc, dict) and len(doc) == 1 and isinstance(next(iter(doc.values())), list):
+            doc = next(iter(doc.values()))  # {"data": [...]}, which `datasets` reads through `field`
+        if not isinstance(doc, list):
+            return  # a layout `datasets` reads with options (field=...): left to it
+        rows = [(i + 1, r) for i, r in enumerate(doc)]
+        where = "row"
+    else:
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((lineno, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise DistillbenchError(f"line {lineno}: not valid JSON ({exc.msg}, column {exc.colno})",
+                                        path=data, fix=fix) from None
+        where = "line"
+    first: dict[str, tuple[str, int]] = {}
+    for n, row in rows:
+        if not isinstance(row, dict):
+            raise DistillbenchError(f"{where} {n}: not a JSON object", path=data,
+                                    fix="write one JSON object per line")
+        for field_name, value in row.items():
+            if value is None:
+                continue
+            kind = _JSON_TYPES.get(type(value), type(value).__name__)
+            seen = first.setdefault(field_name, (kind, n))
+            if seen[0] != kind:
+                raise DistillbenchError(
+                    f"{where} {n}: field {field_name!r} is {kind}, but {seen[0]} in {where} {seen[1]}",
+                    path=data, fix="give each field one type in every row (e.g. quote numbers meant as text)")
+
+
+def _config_from_user_data(path: Path, key: str, data: Any, generation: Any, metric: str = ""
                            ) -> tuple[dict[str, Any], list[Path]]:
-    """A task from the user's own JSONL (with a field mapping) or a BIG-bench task.json."""
+    """A task from the user's own JSONL (with a field mapping) or a BIG-bench task.json.
+
+    Defaults, documented in docs/user-data.md: JSONL free answers are scored by exact match
+    ignoring case and punctuation against every target, generation stops at a newline after 32
+    tokens; BIG-bench tasks are scored as BIG-bench scores them (exact match, case and
+    punctuation kept, after its output_regex / stop_string); ``answer_pattern`` (a regex: the last
+    match, its first group if it has one) or ``filter`` (lm-eval filter steps) picks the answer
+    out of a longer response."""
     if not isinstance(data, dict):
         raise _fail(path, f"{key}.data", "must be a mapping",
                     "write data: {jsonl: file.jsonl, input: <field>, target: <field>}")
@@ -405,42 +509,89 @@ def _config_from_user_data(path: Path, key: str, data: Any, generation: Any
     kind = "jsonl" if "jsonl" in data else "bigbench"
     source = Path(str(data[kind]))
     source = (source if source.is_absolute() else path.parent / source).resolve()
+    if source.is_dir():
+        raise _fail(path, f"{key}.data.{kind}", f"{source} is a folder, not a data file",
+                    "name the file itself" + (", e.g. .../task.json" if kind == "bigbench" else ""))
     if not source.is_file():
         raise _fail(path, f"{key}.data.{kind}", f"data file {source} does not exist",
                     "create the file or fix the path (relative paths start at the suite file)")
-    from .userdata import load_bigbench, load_jsonl, peek_kind
+    from .userdata import (
+        bigbench_filter_step,
+        bigbench_postprocess,
+        load_bigbench,
+        load_jsonl,
+        peek_kind,
+        read_bigbench,
+    )
 
     mapping = {k: data[k] for k in ("input", "target", "choices", "label") if k in data}
     if kind == "jsonl" and ("input" not in mapping or ("target" not in mapping and "label" not in mapping)):
         raise _fail(path, f"{key}.data", "a JSONL task needs 'input' and 'target' (or 'choices' "
                     "and 'label') field names", "add e.g. input: question, target: answer")
+    if kind == "bigbench" and mapping:
+        raise _fail(path, f"{key}.data.{next(iter(mapping))}", "a BIG-bench task.json has fixed "
+                    "fields (input, target, target_scores); there is nothing to map",
+                    "remove the field names, or convert the file to JSONL")
+    if "answer_pattern" in data and "filter" in data:
+        raise _fail(path, f"{key}.data", "give answer_pattern or filter, not both",
+                    "answer_pattern is a shortcut for a one-step regex filter")
+    # BIG-bench: the metric decides how a task that carries both target and target_scores is
+    # scored, as preferred_score does in BIG-bench (acc: choices by log-likelihood; exact_match:
+    # generation scored by exact_str_match)
+    mode = "choice" if metric in ("acc", "acc_norm") else "generate"
     loader = load_jsonl if kind == "jsonl" else load_bigbench
     try:
-        multiple_choice = peek_kind(kind, source, mapping) == "multiple_choice"
+        multiple_choice = peek_kind(kind, source, mapping, mode) == "multiple_choice"
     except DistillbenchError:
         raise
     except (ValueError, KeyError, TypeError) as exc:
         raise _fail(path, f"{key}.data.{kind}", f"{source.name} cannot be read as {kind} ({exc})",
                     "check the file format and the field names") from None
+    delimiter = " " if kind == "jsonl" else ""  # BIG-bench's output prefix ends with its space
     config: dict[str, Any] = {
         "custom_dataset": loader,
-        "dataset_kwargs": {"source": str(source), "mapping": mapping},
+        "dataset_kwargs": {"source": str(source), "mapping": mapping,
+                           **({"mode": mode} if kind == "bigbench" else {})},
         "test_split": "test",
         "doc_to_text": "{{input}}",
     }
+    picks = "answer_pattern" in data or "filter" in data
     if multiple_choice:
+        if picks:
+            raise _fail(path, f"{key}.data.{'filter' if 'filter' in data else 'answer_pattern'}",
+                        "a multiple-choice task has no generated answer to filter",
+                        "remove it, or score the task by generation")
         config.update(output_type="multiple_choice", doc_to_choice="{{choices}}",
-                      doc_to_target="{{label}}", target_delimiter=" ",
+                      doc_to_target="{{label}}", target_delimiter=delimiter,
                       metric_list=[{"metric": "acc"}, {"metric": "acc_norm"}])
-    else:
-        gen = {"until": ["\n"], "max_gen_toks": 32, "do_sample": False}
-        if isinstance(generation, dict):
-            gen.update(generation)
-        config.update(output_type="generate_until", doc_to_target="{{target}}", target_delimiter=" ",
-                      generation_kwargs=gen,
-                      metric_list=[{"metric": "exact_match", "aggregation": "mean",
-                                    "higher_is_better": True, "ignore_case": True,
-                                    "ignore_punctuation": True}])
+        return config, [source]
+    loose = kind == "jsonl"
+    gen = {"until": ["\n"], "max_gen_toks": 32, "do_sample": False}
+    if kind == "bigbench":
+        stop, regex = bigbench_postprocess(read_bigbench(source))
+        if "answer_pattern" in data:
+            stop, regex = None, str(data["answer_pattern"])
+        steps = [bigbench_filter_step(stop, regex)]
+        if stop is not None or regex != r"[^\.\?\!\;\n]+":
+            gen["until"] = []  # the task's own stop string / pattern decides where the answer ends
+        config["filter_list"] = [{"name": "bigbench", "filter": [*steps, {"function": "take_first"}]}]
+    elif "answer_pattern" in data:
+        config["filter_list"] = [{"name": "answer", "filter": [
+            {"function": "regex", "regex_pattern": str(data["answer_pattern"]), "group_select": -1},
+            {"function": "take_first"}]}]
+    elif "filter" in data:
+        steps = [dict(step) for step in data["filter"]]
+        if steps[-1].get("function") not in ("take_first", "majority_vote", "take_first_k"):
+            steps.append({"function": "take_first"})
+        config["filter_list"] = [{"name": "answer", "filter": steps}]
+    if isinstance(generation, dict):
+        gen.update(generation)
+    config.update(output_type="generate_until", doc_to_target="targets", target_delimiter=delimiter,
+                  generation_kwargs=gen,
+                  metric_list=[{"metric": "exact_match", "aggregation": "mean",
+                                "higher_is_better": True,
+                                "ignore_case": bool(data.get("ignore_case", loose)),
+                                "ignore_punctuation": bool(data.get("ignore_punctuation", loose))}])
     return config, [source]
 
 

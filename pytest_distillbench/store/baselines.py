@@ -118,6 +118,13 @@ def read_baseline(path: Path) -> Baseline | None:
                                 path=path, fix=fix) from None
     except OSError as exc:
         raise DistillbenchError(f"cannot read baseline ({exc.strerror})", path=path, fix=fix) from None
+    schema = data.get("schema") if isinstance(data, dict) else None
+    if isinstance(schema, int) and not isinstance(schema, bool) and schema > SCHEMA:
+        raise DistillbenchError(
+            f"written by a newer pytest-distillbench (baseline schema {schema}; this version reads "
+            f"schema {SCHEMA})", path=path,
+            fix="upgrade pytest-distillbench to compare with it; do not rewrite it with this version, "
+                "which would replace it with the older format")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise DistillbenchError(f"corrupt baseline: schema {data.get('schema') if isinstance(data, dict) else '?'}"
                                 f", expected {SCHEMA}", path=path, fix=fix)
@@ -127,6 +134,21 @@ def read_baseline(path: Path) -> Baseline | None:
     if not isinstance(data["items"], dict) or not all(isinstance(v, (int, float)) for v in data["items"].values()):
         raise DistillbenchError("corrupt baseline: 'items' must map doc hashes to scores", path=path, fix=fix)
     return Baseline(path, data)
+
+
+def any_baseline(directory: Path) -> bool:
+    """Whether the folder holds any baseline file (a first run has none)."""
+    return directory.is_dir() and next(directory.glob("*/*/*.json"), None) is not None
+
+
+def refuse_newer(path: Path) -> None:
+    """--distillbench-update-baselines never replaces a baseline a newer version wrote."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # missing or corrupt: rewriting it is the documented fix
+    if isinstance(data, dict) and isinstance(data.get("schema"), int) and data["schema"] > SCHEMA:
+        read_baseline(path)  # raises the readable error; the file stays as it is
 
 
 def write_baseline(path: Path, doc: dict[str, Any]) -> None:

@@ -156,5 +156,9 @@ def load_run(path: str | Path) -> dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("schema") != RUN_SCHEMA or "runs" not in doc:
         raise DistillbenchError("not a distillbench run file (schema mismatch)", path=path,
                                 fix="give a file written by pytest --distillbench")
-    doc["runs"] = [TaskRun.from_dict(r) for r in doc["runs"]]
+    try:
+        doc["runs"] = [TaskRun.from_dict(r) for r in doc["runs"]]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DistillbenchError(f"a run in this file is incomplete ({type(exc).__name__}: {exc})",
+                                path=path, fix="give a file written by pytest --distillbench, unedited") from None
     return doc

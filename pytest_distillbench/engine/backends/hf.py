@@ -45,12 +45,36 @@ def build(spec: ModelSpec, settings: Any = None) -> Any:
     if spec.option("max_length"):
         kwargs["max_length"] = int(spec.option("max_length"))  # type: ignore[arg-type]
     try:
-        return HFLM(**kwargs)
+        lm = HFLM(**kwargs)
     except (OSError, ValueError, RuntimeError) as exc:
         raise load_error(spec, exc, "model",
                          "point it at a Hugging Face checkpoint directory (config.json, weights, "
                          "tokenizer) that exists on this machine; no model is downloaded at run time"
                          ) from None
+    check_vocabulary(spec, lm)
+    return lm
+
+
+def check_vocabulary(spec: ModelSpec, lm: Any) -> None:
+    """A tokenizer with more tokens than the model has embedding rows produces ids the model
+    cannot look up: torch fails deep inside the forward pass (``IndexError: index out of range
+    in self``) on the first prompt that uses one. Checked once the model is loaded, before any
+    item runs. A smaller tokenizer is normal (embeddings are often padded)."""
+    from ...errors import DistillbenchError
+
+    try:
+        rows = int(lm.model.get_input_embeddings().num_embeddings)
+        tokens = len(lm.tokenizer)
+    except (AttributeError, TypeError, NotImplementedError):
+        return  # an architecture without a plain embedding table: nothing to compare
+    if tokens > rows:
+        where = spec.option("tokenizer") or spec.path
+        raise DistillbenchError(
+            f"model {spec.name!r}: its tokenizer ({where}) has {tokens} tokens but the model's "
+            f"embedding has {rows} rows, so token ids {rows}-{tokens - 1} cannot be looked up",
+            key=f"models.{spec.name}.path",
+            fix="use the tokenizer the model was trained with (options.tokenizer), or resize the "
+                "model's embeddings to the tokenizer (model.resize_token_embeddings) and save it")
 
 
 def token_counter(lm: Any):
