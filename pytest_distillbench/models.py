@@ -9,7 +9,7 @@ from pathlib import Path
 from .errors import DistillbenchError
 
 ROLES = ("teacher", "student", "control")
-BACKENDS = ("hf", "vllm", "api")
+BACKENDS = ("hf", "vllm", "api", "api-chat")
 
 # Files that decide what a checkpoint computes. The model card (README.md) is left out
 # because it records the fingerprint itself.
@@ -48,6 +48,12 @@ class ModelSpec:
     price_in_per_1k: float | None = None
     price_out_per_1k: float | None = None
     options: tuple[tuple[str, str], ...] = field(default=())  # backend-specific extras
+    # chat models: true applies the checkpoint's own chat template (lm-eval's
+    # apply_chat_template), a path names a Jinja template file to use instead; a suite task may
+    # override all three
+    chat_template: bool | str | None = None
+    system_prompt: str | None = None  # lm-eval's system_instruction
+    fewshot_as_multiturn: bool | None = None  # few-shot examples as turns (chat template only)
 
     def option(self, key: str, default: str | None = None) -> str | None:
         return dict(self.options).get(key, default)
