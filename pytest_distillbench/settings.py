@@ -133,11 +133,11 @@ def _model_from_table(name: str, table: Any, rootdir: Path, where: Path | None,
                                     'chat_template = "templates/chat.jinja"')
     if isinstance(chat, str):
         values["chat_template"] = _resolve_path(chat, rootdir)
-    for name, kind, example in (("system_prompt", str, '"You are a careful solver."'),
-                                ("fewshot_as_multiturn", bool, "true")):
-        if table.get(name) is not None and not isinstance(table[name], kind):
-            raise DistillbenchError(f"{name} must be a {kind.__name__}", path=where, key=f"{key}.{name}",
-                                    fix=f"write {name} = {example}")
+    for field_name, kind, example in (("system_prompt", str, '"You are a careful solver."'),
+                                      ("fewshot_as_multiturn", bool, "true")):
+        if table.get(field_name) is not None and not isinstance(table[field_name], kind):
+            raise DistillbenchError(f"{field_name} must be a {kind.__name__}", path=where,
+                                    key=f"{key}.{field_name}", fix=f"write {field_name} = {example}")
     options = tuple(sorted((str(k), str(v)) for k, v in (table.get("options") or {}).items()))
     return ModelSpec(name=name, options=options, **values)
 
