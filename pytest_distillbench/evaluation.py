@@ -589,7 +589,11 @@ def _text(value: Any) -> Any:
     """A request's context as text: chat API requests carry their messages as lm-eval's
     ``JsonChatStr`` (the messages as a JSON string)."""
     prompt = getattr(value, "prompt", None)
-    return prompt if isinstance(prompt, str) else value
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(value, (tuple, list)) and len(value) == 1 and isinstance(value[0], str):
+        return value[0]  # the same, after lm-eval's logged samples turned it into a plain tuple
+    return value
 
 
 def _plain(value: Any) -> Any:

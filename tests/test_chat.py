@@ -335,7 +335,10 @@ def test_server_chat_endpoint_applies_the_template_and_samples_reproducibly(
     assert all(len(t["top_logprobs"]) == 3 and t["top_logprobs"][0]["logprob"] >= t["logprob"] - 1e-6
                for t in content)  # greedy: the chosen token is the most likely one
     assert reply["usage"]["prompt_tokens"] == 8
-    sampled = {**body, "temperature": 1.0, "top_p": 0.95, "seed": 3}
+    # a prompt the teacher is unsure of (its greedy answer is wrong), so samples can differ
+    unsure = [{"role": "user", "content": "Cal has 9 books. He gives away 4, gets 9 and gives away 8. "
+                                          "How many books now? A:"}]
+    sampled = {**body, "messages": unsure, "temperature": 1.0, "top_p": 0.95, "seed": 3}
     a, b = post(url, sampled)[1], post(url, sampled)[1]
     assert a["choices"][0]["message"] == b["choices"][0]["message"]  # seeded: reproducible
     draws = {post(url, {**sampled, "seed": s})[1]["choices"][0]["message"]["content"] for s in range(6)}
@@ -371,7 +374,7 @@ def test_chat_only_api_model_runs_generation_over_http_and_skips_loglikelihood(
         chat_template = "{ZOO_TEMPLATE}"
         """)
     served_before = chat_server.requests_served
-    doc = run_json(pytester, "chat.json", "-rs")
+    doc = run_json(pytester, "chat.json", "-rs", "--distillbench-update-baselines")
     out = doc["_stdout"]
     assert doc["_ret"] == 0, out
     assert chat_server.requests_served - served_before == 8  # one chat request per item, over HTTP

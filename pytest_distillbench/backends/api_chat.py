@@ -122,7 +122,8 @@ def _chat_class() -> type:
 
         def parse_generations(self, outputs: Any, **kwargs: Any) -> list[str]:
             texts = super().parse_generations(outputs=outputs, **kwargs)
-            prompt = _prompt.get()
+            # the async path parses inside amodel_call; the sync one after model_call, with contexts
+            prompt = _prompt.get() or _key_of(kwargs.get("contexts"))
             replies = outputs if isinstance(outputs, list) else [outputs]
             for reply in replies:
                 usage = (reply or {}).get("usage") or {}
@@ -180,7 +181,7 @@ def token_counter(lm: Any) -> Callable[[str], int] | None:
 
     def count(text: str) -> int:
         if text not in usage:
-            raise DistillbenchError("the chat server reported no token usage for a request",
+            raise DistillbenchError(f"the chat server reported no token usage for {text[:60]!r}",
                                     key="usage", fix="use a server that returns usage, or leave "
                                     "params/prices out (cost then stays unknown)")
         return usage[text]
