@@ -7,7 +7,7 @@ Every backend evaluates the same checkpoint (default: the embedded zoo teacher) 
 items of ``suites/*.yaml`` through the plugin's own ``Evaluator`` (no cache). ``hf`` runs
 transformers in this process; ``vllm`` runs lm-eval's vLLM model where vLLM and a device are
 usable; ``api`` sends lm-eval's ``local-completions`` requests over HTTP, to ``--api-base-url``
-when given, else to ``pytest_distillbench.serve`` started on loopback over the same checkpoint
+when given, else to ``pytest_distillbench.engine.serve`` started on loopback over the same checkpoint
 (a single-stream server: it measures the protocol's overhead, not a serving engine). A backend
 that is not usable is listed with its reason. Seconds are lm-eval's evaluation time per task
 (model loading excluded); the score column shows the backends agree.
@@ -26,12 +26,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pytest_distillbench.backends import backend_module  # noqa: E402
-from pytest_distillbench.evaluation import Evaluator, Unavailable  # noqa: E402
-from pytest_distillbench.models import BACKENDS, ModelSpec  # noqa: E402
+from pytest_distillbench.engine.backends import backend_module  # noqa: E402
+from pytest_distillbench.engine.evaluation import Evaluator, Unavailable  # noqa: E402
 from pytest_distillbench.records import TaskRun  # noqa: E402
-from pytest_distillbench.settings import Settings  # noqa: E402
-from pytest_distillbench.suites import TaskSpec, collect_suite_paths, load_suite  # noqa: E402
+from pytest_distillbench.spec.models import BACKENDS, ModelSpec  # noqa: E402
+from pytest_distillbench.spec.settings import Settings  # noqa: E402
+from pytest_distillbench.spec.suites import TaskSpec, collect_suite_paths, load_suite  # noqa: E402
 from pytest_distillbench.zoo import checkpoint  # noqa: E402
 
 
@@ -49,7 +49,7 @@ def api_endpoint(args: argparse.Namespace, model: Path) -> Iterator[tuple[str, s
     if args.api_base_url:
         yield args.api_base_url, args.api_model or str(model), "given endpoint"
         return
-    from pytest_distillbench.serve import serve
+    from pytest_distillbench.engine.serve import serve
 
     with serve(str(model), model_name="bench") as server:
         yield server.base_url, "bench", "built-in server"

@@ -32,7 +32,7 @@ import torch  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
-from pytest_distillbench.flops import Architecture, records_flops, request_flops  # noqa: E402
+from pytest_distillbench.measures.flops import Architecture, records_flops, request_flops  # noqa: E402
 from pytest_distillbench.records import ItemRecord, Request  # noqa: E402
 
 VOCAB = 100

@@ -24,7 +24,7 @@ issue is about throughput, and in one process all three paths share the CUDA con
 handles and the allocator, so the only difference left is the evaluation code itself. pytest's
 own start-up, collection and reporting are fixed seconds measured by ``benchmarks/overhead.py``.
 
-FLOPs for every path come from ``pytest_distillbench.flops`` applied to the known token counts,
+FLOPs for every path come from ``pytest_distillbench.measures.flops`` applied to the known token counts,
 so TFLOP/s and MFU compare like with like; MFU divides by ``hardware.device_peak`` (measured on
 a CPU, the datasheet's dense figure on a GPU). Throughput uses each path's evaluation seconds
 (model loading excluded: the plugin's ``Cost.seconds``, the ``simple_evaluate`` call, the loop);
@@ -56,13 +56,13 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from pytest_distillbench.flops import (  # noqa: E402
+from pytest_distillbench.measures.flops import (  # noqa: E402
     Architecture,
     generation_flops,
     loglikelihood_flops,
 )
-from pytest_distillbench.hardware import device_peak  # noqa: E402
-from pytest_distillbench.models import ModelSpec  # noqa: E402
+from pytest_distillbench.measures.hardware import device_peak  # noqa: E402
+from pytest_distillbench.spec.models import ModelSpec  # noqa: E402
 
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(len(SPECIALS))
@@ -338,8 +338,8 @@ def model_spec(checkpoint: Path, config: Config) -> ModelSpec:
 
 
 def run_plugin(spec: ModelSpec, task: Any, workdir: Path, seed: int, clock: str = "wall") -> PathRun:
-    from pytest_distillbench.evaluation import Evaluator, Unavailable
-    from pytest_distillbench.settings import Settings
+    from pytest_distillbench.engine.evaluation import Evaluator, Unavailable
+    from pytest_distillbench.spec.settings import Settings
 
     settings = Settings(rootdir=workdir, models=(spec,), cache_dir=workdir / "plugin-cache",
                         baselines_dir=workdir / "baselines", use_cache=False, seed=seed)
@@ -511,8 +511,8 @@ def warm_up(checkpoint: Path, work: Workload, config: Config) -> None:
     import lm_eval.models.huggingface  # noqa: F401
     import lm_eval.tasks  # noqa: F401
 
-    import pytest_distillbench.costing  # noqa: F401
-    import pytest_distillbench.evaluation  # noqa: F401
+    import pytest_distillbench.engine.evaluation  # noqa: F401
+    import pytest_distillbench.measures.costing  # noqa: F401
 
     small = Workload(work.prefill[:config.batch_size], work.decode[:config.batch_size], min(work.gen_tokens, 4))
     model = load_plain_model(checkpoint, config)
@@ -653,7 +653,7 @@ def plugin_extras(checkpoint: Path, work: Workload, task: str, generations: Sequ
                      (context+continuation and context per request; each prompt twice for
                      generation): inside the eval seconds of both lm-eval paths, not the loop's
     """
-    from pytest_distillbench.evaluation import model_fingerprint
+    from pytest_distillbench.engine.evaluation import model_fingerprint
 
     tick = CLOCKS[config.clock]
     start = tick()
@@ -683,7 +683,7 @@ def plugin_extras(checkpoint: Path, work: Workload, task: str, generations: Sequ
 
 
 def run_benchmark(config: Config, workdir: Path, log: Callable[[str], None] = lambda s: None) -> Report:
-    from pytest_distillbench.suites import load_suite
+    from pytest_distillbench.spec.suites import load_suite
 
     for name in ("lm-eval", "lm_eval", "datasets", "transformers"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -864,9 +864,9 @@ def compare_devices(checkpoints: dict[str, Path], tasks: dict[str, Any], devices
     number of item outcomes compared, the differences (with margins), and pairs not compared."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from pytest_distillbench.evaluation import Evaluator, Unavailable
-    from pytest_distillbench.models import ROLES
-    from pytest_distillbench.settings import Settings
+    from pytest_distillbench.engine.evaluation import Evaluator, Unavailable
+    from pytest_distillbench.spec.models import ROLES
+    from pytest_distillbench.spec.settings import Settings
 
     runs = []
     for i, device in enumerate(devices):
@@ -909,7 +909,7 @@ def cross_device(args: argparse.Namespace) -> int:
         return 0
     from tabulate import tabulate
 
-    from pytest_distillbench.suites import collect_suite_paths, load_suite
+    from pytest_distillbench.spec.suites import collect_suite_paths, load_suite
     from pytest_distillbench.zoo import checkpoint
 
     checkpoints = {n: checkpoint(n) for n in ("teacher", "student", "control")

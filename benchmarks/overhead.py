@@ -27,13 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RAW = r"""
 import sys, json, time
 from pathlib import Path
-from pytest_distillbench.settings import default_models
-from pytest_distillbench.suites import load_suite
+from pytest_distillbench.spec.settings import default_models
+from pytest_distillbench.spec.suites import load_suite
 from lm_eval import simple_evaluate
 from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
-from pytest_distillbench.tasks import code
-code.register()  # the code suite's sandbox filter
+from pytest_distillbench.engine.tasks import code_filter
+code_filter.register()  # the code suite's sandbox filter
 suites = sys.argv[1].split(",")
 limit = None if sys.argv[2] == "none" else int(sys.argv[2])
 tasks = [t for s in suites for t in load_suite(s).tasks]
@@ -97,7 +97,7 @@ def main() -> None:
             ["plugin, from the cache (warm)", f"{warm[0]:.1f}", f"{warm[1]:.0f}", f"{warm[0] / raw[0]:.2f}"]]
     print(f"raw runs: {', '.join(f'{r[0]:.1f}' for r in raws)} s; cold runs: "
           f"{', '.join(f'{c[0]:.1f}' for c in colds)} s (the fastest of each is compared)")
-    from pytest_distillbench.settings import default_models
+    from pytest_distillbench.spec.settings import default_models
 
     print(f"suites: {', '.join(args.suites)}; models: the embedded "
           + ", ".join(m.name for m in default_models())

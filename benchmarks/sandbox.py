@@ -37,8 +37,9 @@ from types import ModuleType
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pytest_distillbench import sandbox as after  # noqa: E402
-from pytest_distillbench.tasks.code import ALLOW_ENV, ExecuteCompletions  # noqa: E402
+from pytest_distillbench.engine import sandbox as after  # noqa: E402
+from pytest_distillbench.engine.tasks.code import ALLOW_ENV  # noqa: E402
+from pytest_distillbench.engine.tasks.code_filter import ExecuteCompletions  # noqa: E402
 
 SOURCE = "x = sum(range(1000))\n"
 BASELINE = "7837a170136177e74af9b7123774a34f8336180d"  # the last interpreter-per-program sandbox

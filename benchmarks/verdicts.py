@@ -131,8 +131,8 @@ from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_distillbench import stats  # noqa: E402
-from pytest_distillbench.verdicts import (  # noqa: E402
+from pytest_distillbench.measures import stats  # noqa: E402
+from pytest_distillbench.measures.verdicts import (  # noqa: E402
     DEFAULT_METHOD,
     _mcnemar_rows,
     _wilcoxon_rows,

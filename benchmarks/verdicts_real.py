@@ -51,9 +51,9 @@ from tabulate import tabulate
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pytest_distillbench.measures.verdicts import Verdict, compare_paired, decide, item_margins  # noqa: E402
 from pytest_distillbench.records import TaskRun  # noqa: E402
-from pytest_distillbench.runfiles import load_run  # noqa: E402
-from pytest_distillbench.verdicts import Verdict, compare_paired, decide, item_margins  # noqa: E402
+from pytest_distillbench.store.runfiles import load_run  # noqa: E402
 from pytest_distillbench.zoo import ZOO_DIR  # noqa: E402
 
 WORK = ROOT / ".distillbench" / "real-verdicts"

@@ -1,47 +1,44 @@
-"""What each kind of item asserts. Pure reads of ``TaskRun``s; messages show every number."""
+"""What each kind of item asserts: the face's reading of measured results. Each check gathers
+the runs an item needs from the session, asks the pure measures (``measures/``) and the stored
+baselines (``store/``) for figures and verdicts, and returns them with a failure message that
+shows every number, or skips with the reason.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import stats
-from .records import TaskRun
-from .suites import TaskSpec
+import pytest
+
+from .errors import DistillbenchError
+from .measures.figures import compute_figures, fmt, retention_figures, score_figures
+from .records import TaskRun, Unavailable
+from .spec.suites import TaskSpec
+from .store.baselines import (
+    baseline_document,
+    baseline_path,
+    comparability,
+    fingerprint_of,
+    margins,
+    read_baseline,
+    write_baseline,
+)
 
 if TYPE_CHECKING:
+    from .measures.evidence import SessionEvidence
     from .session import DistillbenchSession
+
+
+class DistillbenchFailure(AssertionError):
+    """A threshold or verdict not met; the message is the whole report."""
 
 
 @dataclass(frozen=True)
 class CheckResult:
     figures: dict[str, Any] = field(default_factory=dict)
     failure: str | None = None
-
-
-def fmt(x: float | None, digits: int = 3) -> str:
-    return "unknown" if x is None else f"{x:.{digits}f}"
-
-
-def repeat_figures(run: TaskRun) -> dict[str, Any]:
-    """pass@1 (the score: mean over items of the share of right samples), pass@k by the unbiased
-    estimator and maj@k (the majority answer's score), for a run whose task samples k > 1 times."""
-    k = run.repeats
-    if k <= 1:
-        return {}
-    counts = [(r.repeats, r.samples_correct) for r in run.records if r.sample_scores is not None]
-    votes = [r.majority_score for r in run.records if r.majority_score is not None]
-    out: dict[str, Any] = {"repeats": k, "pass@1": run.score}
-    if len(counts) == run.n:
-        out[f"pass@{k}"] = stats.mean_pass_at_k(counts, k)
-    if len(votes) == run.n:
-        out[f"maj@{k}"] = sum(votes) / len(votes)
-    return out
-
-
-def score_figures(run: TaskRun) -> dict[str, Any]:
-    lo, hi = stats.score_interval([r.score for r in run.records])
-    return {"score": run.score, "ci_low": lo, "ci_high": hi, "n": run.n, **repeat_figures(run)}
 
 
 def describe_score(model: str, run: TaskRun) -> str:
@@ -72,20 +69,6 @@ def check_score(session: DistillbenchSession, task: TaskSpec, model: str) -> Che
     return CheckResult(figures)
 
 
-def paired(a: TaskRun, b: TaskRun) -> tuple[list[float], list[float]]:
-    """Scores of the items both runs share, in one order (by doc hash)."""
-    sa, sb = a.outcomes(), b.outcomes()
-    common = sorted(set(sa) & set(sb))
-    return [sa[h] for h in common], [sb[h] for h in common]
-
-
-def retention_figures(student: TaskRun, teacher: TaskRun, seed: int) -> dict[str, Any]:
-    s, t = paired(student, teacher)
-    point, lo, hi = stats.paired_bootstrap_ratio(s, t, seed=seed)
-    return {"retention": point, "retention_low": lo, "retention_high": hi, "paired_n": len(s),
-            "student_score": student.score, "teacher_score": teacher.score}
-
-
 def check_retention(session: DistillbenchSession, task: TaskSpec, model: str) -> CheckResult:
     spec = session.settings.model(model)
     teacher = session.settings.teacher_of(spec)
@@ -105,19 +88,6 @@ def check_retention(session: DistillbenchSession, task: TaskSpec, model: str) ->
             f"  {model} {srun.score:.3f} / {teacher.name} {trun.score:.3f}\n"
             f"  threshold: min_retention {limit:.3f}"))
     return CheckResult(figures)
-
-
-def compute_figures(student: TaskRun, teacher: TaskRun, seed: int) -> dict[str, Any]:
-    from .flops import compute_ratio, distillation_efficiency
-
-    def per_item(run: TaskRun) -> float | None:
-        return None if run.cost is None or run.cost.flops is None else run.cost.flops / run.n
-
-    ratio = compute_ratio(per_item(student), per_item(teacher))
-    retention = retention_figures(student, teacher, seed)["retention"]
-    return {"compute_ratio": ratio, "efficiency": distillation_efficiency(retention, ratio),
-            "retention": retention, "student_flops_per_item": per_item(student),
-            "teacher_flops_per_item": per_item(teacher)}
 
 
 def check_compute(session: DistillbenchSession, task: TaskSpec, model: str) -> CheckResult:
@@ -148,13 +118,157 @@ def check_compute(session: DistillbenchSession, task: TaskSpec, model: str) -> C
     return CheckResult(figures)
 
 
-def check_baseline(session: DistillbenchSession, task: TaskSpec, model: str) -> CheckResult:
-    from .baselines import check_against_baseline
+def _session_verdicts(session: DistillbenchSession) -> dict[tuple[str, str], Any]:
+    """Compare every selected baseline item of the session at once, Holm-corrected across them."""
+    cached = session.extra.get("baseline_verdicts")
+    if cached is not None:
+        return cached
+    from .measures.verdicts import decide, gate_comparison
 
-    return check_against_baseline(session, task, model)
+    keys, comparisons = [], []
+    for entry in session.items.values():
+        if entry.kind != "baseline":
+            continue
+        task = session.tasks[entry.task]
+        spec = session.settings.model(entry.model)
+        outcome = session.evaluator.result(entry.model, entry.task)
+        if isinstance(outcome, Unavailable):
+            continue
+        path = baseline_path(session.settings.baselines_dir, task, entry.model, spec.backend)
+        try:
+            base = read_baseline(path)
+        except DistillbenchError:
+            continue
+        if base is None or comparability(base, fingerprint_of(outcome, task, session.settings.seed), outcome).blocking:
+            continue
+        comparisons.append(gate_comparison(base.items, outcome.outcomes(), baseline_margins=base.margins,
+                                           current_margins=margins(outcome), method=session.settings.verdict))
+        keys.append((entry.task, entry.model))
+    verdicts = decide(comparisons, alpha=session.settings.alpha, min_effect=session.settings.min_effect)
+    result = dict(zip(keys, verdicts, strict=True))
+    session.extra["baseline_verdicts"] = result
+    return result
+
+
+def check_baseline(session: DistillbenchSession, task: TaskSpec, model: str) -> CheckResult:
+    spec = session.settings.model(model)
+    run = session.outcome(model, task.id)
+    path = baseline_path(session.settings.baselines_dir, task, model, spec.backend)
+    rel = _relative(path, session.settings.rootdir)
+    current = fingerprint_of(run, task, session.settings.seed)
+    if session.settings.update_baselines:
+        write_baseline(path, baseline_document(run, task, spec.role, session.settings.seed))
+        return CheckResult({"baseline_written": str(rel), "score": run.score})
+    base = read_baseline(path)  # raises a readable error for a corrupt file, which stays as is
+    if base is None:
+        return CheckResult({"baseline": None}, (
+            f"{task.id}: no baseline for {model} ({rel})\n"
+            f"  create it with: pytest --distillbench {_relative(task.source, session.settings.rootdir)} "
+            f"--distillbench-update-baselines -k \"{task.name} and {model}-baseline\""))
+    comp = comparability(base, current, run)
+    if comp.drift:
+        session.warnings.append(f"{task.id} [{model}]: compared with a baseline made under other "
+                                f"conditions ({'; '.join(comp.drift)})")
+    if comp.blocking:
+        return CheckResult({"comparable": False}, (
+            f"{task.id}: {model} cannot be compared with its baseline {rel}: "
+            + "; ".join(comp.blocking)
+            + "\n  if the change is intended, refresh the baseline with --distillbench-update-baselines"))
+    verdict = _session_verdicts(session).get((task.id, model))
+    figures: dict[str, Any] = {"baseline_score": base.score, "score": run.score}
+    problems = []
+    if verdict is not None:
+        c = verdict.comparison
+        figures.update(lost=c.lost, gained=c.gained, p_value=c.p_value, p_holm=verdict.adjusted_p,
+                       regressed=verdict.regressed, improved=verdict.improved, test=c.method,
+                       **({"test_note": c.note} if c.note else {}),
+                       **({"margin_scale": c.margin_scale} if c.margin_scale is not None else {}))
+        if verdict.improved:
+            session.warnings.append(f"{task.id} [{model}]: improved on its baseline "
+                                    f"({base.score:.3f} -> {run.score:.3f}, p={verdict.adjusted_p:.3g})")
+        if verdict.regressed:
+            problems.append(verdict.message())
+    base_flops = (base.data.get("cost") or {}).get("flops_per_item")
+    limit = task.thresholds_for(model, spec.role).max_flops_increase
+    limit = session.settings.max_flops_increase if limit is None else limit
+    if base_flops and run.cost is not None and run.cost.flops is not None:
+        now = run.cost.flops / run.n
+        figures.update(baseline_flops_per_item=base_flops, flops_per_item=now)
+        if now > base_flops * (1 + limit):
+            problems.append(f"cost regression: {fmt(now, 0)} FLOPs per item vs baseline "
+                            f"{fmt(base_flops, 0)} (+{100 * (now / base_flops - 1):.1f}% > allowed "
+                            f"+{100 * limit:.1f}%)")
+    if problems:
+        return CheckResult(figures, f"{task.id}: {model} regressed against {rel}\n  "
+                           + "\n  ".join(p.replace("\n", "\n  ") for p in problems))
+    return CheckResult(figures)
+
+
+def session_evidence(session: DistillbenchSession) -> SessionEvidence:
+    """Evidence for every selected evidence item of the session, computed once."""
+    # numpy and scipy only when the session has evidence items: a warm run stays light
+    from .measures.evidence import assess_session
+    from .measures.probes import ProbeResult
+
+    cached = session.extra.get("evidence")
+    if cached is not None:
+        return cached
+    settings = session.settings
+    pairs = sorted({(e.task, e.model) for e in session.items.values() if e.kind == "evidence"})
+    runs: dict[tuple[str, str], TaskRun | str] = {}
+    for task_id in sorted({t for t, _ in pairs}):  # evaluate first: probes are taken with the runs
+        for spec in settings.models:
+            runs[(spec.name, task_id)] = _available(session, spec.name, task_id)
+    raw = getattr(session.evaluator, "probes", None) or {}
+    probes = {name: p if isinstance(p, ProbeResult) else ProbeResult.from_dict(p)
+              for name, p in raw.items() if p is not None}
+    result = assess_session(settings, pairs, runs, probes)
+    session.extra["evidence"] = result
+    session.extra.setdefault("run_sections", {})["evidence"] = result.to_dict()
+    return result
+
+
+def _available(session: DistillbenchSession, model: str, task: str) -> TaskRun | str:
+    try:
+        outcome = session.evaluator.result(model, task)
+    except DistillbenchError as exc:
+        return str(exc).splitlines()[0]
+    return outcome.reason if isinstance(outcome, Unavailable) else outcome
 
 
 def check_evidence(session: DistillbenchSession, task: TaskSpec, model: str) -> CheckResult:
-    from .evidence import check_evidence_item
+    """``<task>[<model>-evidence]``: the verdict on this task matches the declared expectation."""
+    from .measures.evidence import NO_POWER, UNDETERMINED, describe
 
-    return check_evidence_item(session, task, model)
+    spec = session.settings.model(model)
+    teacher = session.settings.teacher_of(spec)
+    assert teacher is not None
+    session.outcome(model, task.id)  # skips when this model's run is unavailable
+    session.outcome(teacher.name, task.id)
+    ev = session_evidence(session).get(task.id, model)
+    if ev is None:
+        pytest.skip(f"{task.id}: no evidence for {model} (its runs or its teacher's are unavailable)")
+    figures = {**ev.figures(), "expect_distilled": spec.expect_distilled}
+    if ev.status in (UNDETERMINED, NO_POWER):
+        pytest.skip(f"{task.id}: {model} vs {teacher.name}: {ev.status}: {ev.reason}")
+    expected = spec.expect_distilled
+    if expected is None or ev.flagged == expected:
+        return CheckResult(figures)
+    if expected and not ev.flagged:
+        # One task without significance is absence of evidence, not evidence of absence: a model
+        # expected to be distilled fails only when no task of the session flags it.
+        verdict = next((m for m in session_evidence(session).models if m.model == model), None)
+        if verdict is not None and verdict.flagged:
+            figures["model_flagged"] = True
+            return CheckResult(figures)
+    head = (f"{task.id}: {model} was expected to be distilled from {teacher.name} but is not flagged"
+            if expected else
+            f"{task.id}: {model} was expected NOT to be distilled from {teacher.name} but is flagged")
+    return CheckResult(figures, f"{head}\n{describe(ev)}")
+
+
+def _relative(path: Path, root: Path) -> Path:
+    try:
+        return path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return path

@@ -10,18 +10,18 @@ import sys
 from pathlib import Path
 
 from .errors import DistillbenchError
-from .settings import DEFAULT_VERDICT, VERDICT_METHODS
+from .spec.settings import DEFAULT_VERDICT, VERDICT_METHODS
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .compare import compare_runs, render_comparison
-    from .runfiles import load_run
+    from .report.compare import compare_runs, render_comparison
+    from .store.runfiles import load_run
 
     a, b = load_run(args.run_a), load_run(args.run_b)
     rows = compare_runs(a, b, alpha=args.alpha, min_effect=args.min_effect, method=args.verdict)
     print(render_comparison(rows, args.run_a, args.run_b))
     if args.html:
-        from .html import comparison_html
+        from .report.html import comparison_html
 
         Path(args.html).write_text(comparison_html(rows, a, b), encoding="utf-8")
         print(f"wrote {args.html}")
@@ -29,7 +29,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .html import report_from_run_file
+    from .report.html import report_from_run_file
 
     for path in report_from_run_file(Path(args.run_file), Path(args.out),
                                      baseline=Path(args.baseline) if args.baseline else None):

@@ -11,21 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .checks import DistillbenchFailure
 from .errors import DistillbenchError
-from .suites import TaskSpec, load_suite
+from .session import session_state
+from .spec.suites import TaskSpec, load_suite
 
 if TYPE_CHECKING:
     from .session import DistillbenchSession
 
 
-class DistillbenchFailure(AssertionError):
-    """A threshold or verdict not met; the message is the whole report."""
-
-
 class SuiteFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
-        from .plugin import session_state
-
         state = session_state(self.config)
         try:
             suite = load_suite(self.path)
@@ -69,8 +65,6 @@ class DistillbenchItem(pytest.Item):
 
     @property
     def state(self) -> DistillbenchSession:
-        from .plugin import session_state
-
         return session_state(self.config)
 
     def needs(self) -> set[tuple[str, str]]:

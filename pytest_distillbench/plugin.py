@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .settings import DEFAULT_VERDICT, VERDICT_METHODS  # stdlib-only module: the plugin stays light
+from .spec.settings import (  # stdlib-only module: the plugin stays light
+    DEFAULT_VERDICT,
+    VERDICT_METHODS,
+)
 
 if TYPE_CHECKING:
     from .session import DistillbenchSession
 
-_STATE = pytest.StashKey["DistillbenchSession"]()
 _ERROR = pytest.StashKey[str]()
 
 
@@ -64,16 +66,12 @@ def enabled(config: pytest.Config) -> bool:
     return bool(config.getoption("distillbench", default=False))
 
 
-def session_state(config: pytest.Config) -> DistillbenchSession:
-    return config.stash[_STATE]
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     if not enabled(config):
         return
     from .errors import DistillbenchError
-    from .settings import build_settings
+    from .spec.settings import build_settings
 
     try:
         settings = build_settings(config.option, Path(config.rootpath))
@@ -95,8 +93,10 @@ def pytest_configure(config: pytest.Config) -> None:
             reporter.ensure_newline()
             reporter.write_line(line)
 
+    from .session import SESSION_KEY
+
     state = _make_session(config, settings, progress)
-    config.stash[_STATE] = state
+    config.stash[SESSION_KEY] = state
     # The session object carries the per-run hooks (collection finish, reports, summary).
     config.pluginmanager.register(state, "distillbench-session")
 
@@ -105,8 +105,8 @@ def _make_session(config: pytest.Config, settings: Any, progress: Any) -> Distil
     """single process, xdist worker (evaluates a share) or xdist controller (reports)."""
     import uuid
 
+    from .engine.sharding import Shard, exchange_dir, visible_gpu_for_worker
     from .session import DistillbenchSession
-    from .sharding import Shard, exchange_dir, visible_gpu_for_worker
 
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and "distillbench_exchange" in workerinput:
@@ -133,9 +133,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if not enabled(parent.config) or file_path.suffix not in (".yaml", ".yml"):
         return None
-    if _STATE not in parent.config.stash:
-        return None
     from .items import SuiteFile
+    from .session import SESSION_KEY
+
+    if SESSION_KEY not in parent.config.stash:
+        return None
 
     return SuiteFile.from_parent(parent, path=file_path)
 
@@ -149,8 +151,23 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
             report.longrepr = "distillbench: " + text.split("SuiteError: ", 1)[1].strip()
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if not enabled(session.config):
+        return
+    from .items import DistillbenchItem
+    from .session import SESSION_KEY
+
+    state = session.config.stash.get(SESSION_KEY, None)
+    if state is not None:
+        state.plan([item for item in session.items if isinstance(item, DistillbenchItem)])
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
-    state = config.stash.get(_STATE, None)
+    if not enabled(config):
+        return
+    from .session import SESSION_KEY
+
+    state = config.stash.get(SESSION_KEY, None)
     if state is not None:
         config.pluginmanager.unregister(state)
-        del config.stash[_STATE]
+        del config.stash[SESSION_KEY]

@@ -7,8 +7,13 @@ baselines and run files all store the same thing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from .spec.settings import Settings
+    from .spec.suites import TaskSpec
 
 RequestKind = Literal["loglikelihood", "loglikelihood_rolling", "generate_until", "multiple_choice"]
 
@@ -186,3 +191,41 @@ _ITEM_FIELDS = fields(ItemRecord)
 # written only when set, so records of runs without repeats or logprobs read as they always did
 _OPTIONAL_FIELDS = frozenset({"samples", "sample_responses", "sample_scores", "majority_score",
                               "token_logprobs"})
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A pair that cannot be evaluated here (no data offline, backend missing): items skip."""
+
+    reason: str
+
+
+Outcome = TaskRun | Unavailable
+
+
+@dataclass
+class ItemFigures:
+    """What one test item measured, for the report, the run file and JUnit properties (filled
+    in as the item runs, so not frozen)."""
+
+    task: str
+    model: str
+    kind: str
+    outcome: str = "pending"
+    message: str = ""
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+class SessionView(Protocol):
+    """What the reports and run files read of a finished session (the pytest face's
+    ``DistillbenchSession`` is one): settings, tasks, item figures, runs, warnings, and what
+    the session-wide verdicts left in ``extra`` (``"evidence"``: the evidence result;
+    ``"run_sections"``: JSON-ready data for the run file)."""
+
+    settings: Settings
+    tasks: dict[str, TaskSpec]
+    items: dict[str, ItemFigures]
+    warnings: list[str]
+    extra: dict[str, Any]
+
+    def runs(self) -> Mapping[tuple[str, str], TaskRun]: ...

@@ -12,33 +12,27 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .evaluation import Evaluator, Outcome, Unavailable
-from .records import TaskRun
-from .settings import Settings
-from .sharding import Shard
-from .suites import TaskSpec
-from .util import atomic_write_text
+from .engine.evaluation import Evaluator
+from .engine.sharding import Shard
+from .fileio import atomic_write_text
+from .records import ItemFigures, Outcome, TaskRun, Unavailable
+from .spec.settings import Settings
+from .spec.suites import TaskSpec
 
 if TYPE_CHECKING:
     from .items import DistillbenchItem
 
+SESSION_KEY = pytest.StashKey["DistillbenchSession"]()
 
-@dataclass
-class ItemFigures:
-    """What an item measured, for the report and JUnit properties."""
 
-    task: str
-    model: str
-    kind: str
-    outcome: str = "pending"
-    message: str = ""
-    figures: dict[str, Any] = field(default_factory=dict)
+def session_state(config: pytest.Config) -> DistillbenchSession:
+    """The session of a ``--distillbench`` run (in ``config.stash`` only when enabled)."""
+    return config.stash[SESSION_KEY]
 
 
 class DistillbenchSession:
@@ -58,16 +52,15 @@ class DistillbenchSession:
         self.tasks[task.id] = task
 
     # -- hooks (this object is registered as a plugin while the session runs) ---------------
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        from .items import DistillbenchItem
-
+    def plan(self, selected: list[DistillbenchItem]) -> None:
+        """After collection and deselection (the plugin's ``pytest_collection_finish``): the
+        (model, task) pairs the selected items need are all this session evaluates."""
         pairs: set[tuple[str, str]] = set()
-        for item in session.items:
-            if isinstance(item, DistillbenchItem):
-                pairs |= item.needs()
-                self.items[item.nodeid] = ItemFigures(item.task.id, item.model, item.kind)
+        for item in selected:
+            pairs |= item.needs()
+            self.items[item.nodeid] = ItemFigures(item.task.id, item.model, item.kind)
         if any(e.kind == "evidence" for e in self.items.values()):
-            from .evaluation import PROBE
+            from .engine.evaluation import PROBE
 
             pairs |= {(m.name, PROBE) for m in self.settings.models if m.backend == "hf"}
         self.evaluator.plan(pairs)
@@ -104,7 +97,7 @@ class DistillbenchSession:
             entry.outcome = report.outcome
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        from .report import write_outputs
+        from .report.table import write_outputs
 
         if self.mode == "worker":
             return
@@ -118,8 +111,8 @@ class DistillbenchSession:
             shutil.rmtree(self.exchange, ignore_errors=True)
 
     def _gather_from_workers(self) -> None:
-        from .sharding import read_outcomes
-        from .suites import load_suite
+        from .engine.sharding import read_outcomes
+        from .spec.suites import load_suite
 
         assert self.exchange is not None
         try:
@@ -134,7 +127,7 @@ class DistillbenchSession:
         self.evaluator.load_outcomes(read_outcomes(self.exchange))
         self.evaluator.frozen = True  # the controller reports; it never runs a model
         if any(e.kind == "evidence" for e in self.items.values()):
-            from .evidence import session_evidence
+            from .checks import session_evidence
 
             session_evidence(self)  # the same statistics the workers decided on, for the report
 
@@ -151,7 +144,6 @@ class DistillbenchSession:
     # -- items -----------------------------------------------------------------------------
     def run_item(self, item: DistillbenchItem) -> None:
         from . import checks
-        from .items import DistillbenchFailure
 
         entry = self.items.setdefault(item.nodeid, ItemFigures(item.task.id, item.model, item.kind))
         check: Callable[..., checks.CheckResult] = getattr(checks, f"check_{item.kind}")
@@ -162,4 +154,4 @@ class DistillbenchSession:
             if isinstance(value, (int, float, str, bool)) or value is None:
                 item.user_properties.append((key, value))
         if result.failure:
-            raise DistillbenchFailure(result.failure)
+            raise checks.DistillbenchFailure(result.failure)

@@ -1,5 +1,5 @@
 """Backends beside transformers: selection, skipping, the vLLM arguments, and the api backend
-end to end against a real OpenAI-compatible server on loopback (``pytest_distillbench.serve``)."""
+end to end against a real OpenAI-compatible server on loopback (``pytest_distillbench.engine.serve``)."""
 
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_distillbench.backends import api, backend_module, hf, vllm
+from pytest_distillbench.engine.backends import api, backend_module, hf, vllm
+from pytest_distillbench.engine.serve import CompletionServer, Limits, serve
 from pytest_distillbench.errors import DistillbenchError
-from pytest_distillbench.models import ModelSpec
-from pytest_distillbench.serve import CompletionServer, Limits, serve
-from pytest_distillbench.settings import build_settings
+from pytest_distillbench.spec.models import ModelSpec
+from pytest_distillbench.spec.settings import build_settings
 
 from conftest import build_tiny_model, gen_task, mc_task, write_project
 

@@ -87,7 +87,7 @@ def test_corrupt_baseline_is_reported_and_left_untouched(pytester: pytest.Pytest
 
 _KILLER = """
 import os, signal
-import pytest_distillbench.util as util
+import pytest_distillbench.fileio as util
 
 def _die(fd):
     os.kill(os.getpid(), signal.SIGKILL)  # the process dies mid-update, after writing the temp file

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from pytest_distillbench.backends import api_chat
+from pytest_distillbench.engine.backends import api_chat
+from pytest_distillbench.engine.serve import CompletionServer, serve
 from pytest_distillbench.errors import DistillbenchError
-from pytest_distillbench.models import ModelSpec
-from pytest_distillbench.serve import CompletionServer, serve
+from pytest_distillbench.spec.models import ModelSpec
 
 from conftest import ZOO, gen_task, mc_task, needs_zoo, write_project
 
@@ -132,10 +132,10 @@ def test_models_without_chat_or_repeats_keep_todays_cache_key(tiny_model: Path, 
     """The key of a pair that uses none of the new settings is the sha256 of exactly the material
     it had before they existed, so existing caches stay valid."""
     from pytest_distillbench import __version__
-    from pytest_distillbench.evaluation import RECORD_SCHEMA, _cache_key
-    from pytest_distillbench.runfiles import package_versions
-    from pytest_distillbench.settings import Settings
-    from pytest_distillbench.suites import load_suite
+    from pytest_distillbench.engine.evaluation import RECORD_SCHEMA, _cache_key
+    from pytest_distillbench.spec.settings import Settings
+    from pytest_distillbench.spec.suites import load_suite
+    from pytest_distillbench.store.runfiles import package_versions
 
     suite = write_project(tmp_path, {}, [gen_task()])
     task = load_suite(suite).tasks[0]
@@ -240,7 +240,7 @@ def test_repeats_keep_every_sample_and_score_pass_at_1_pass_at_k_and_maj_at_k(
 
 
 def test_repeats_need_sampling_and_a_generation_task(tmp_path: Path) -> None:
-    from pytest_distillbench.suites import load_suite
+    from pytest_distillbench.spec.suites import load_suite
 
     greedy = repeated_task().replace("  temperature: 1.0\n", "")
     suite = write_project(tmp_path, {}, [greedy])
@@ -259,7 +259,7 @@ def test_repeats_need_sampling_and_a_generation_task(tmp_path: Path) -> None:
 def test_math_verify_scores_equal_values_as_equal(answer: str) -> None:
     from lm_eval.api.registry import get_metric
 
-    from pytest_distillbench.evaluation import _register_filters
+    from pytest_distillbench.engine.evaluation import _register_filters
 
     _register_filters()
     metric = get_metric("math_verify")
@@ -271,8 +271,8 @@ def test_math_verify_scores_equal_values_as_equal(answer: str) -> None:
 def test_math_verify_is_an_lm_eval_metric_a_suite_opts_into(tmp_path: Path) -> None:
     from lm_eval.tasks import TaskManager
 
-    from pytest_distillbench.evaluation import _register_filters
-    from pytest_distillbench.suites import load_suite
+    from pytest_distillbench.engine.evaluation import _register_filters
+    from pytest_distillbench.spec.suites import load_suite
 
     rows = [{"prompt": "Half of one?", "answer": "\\frac{1}{2}"}, {"prompt": "Two thirds?", "answer": "2/3"}]
     (tmp_path / "suites" / "data").mkdir(parents=True)

@@ -12,18 +12,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_distillbench.errors import DistillbenchError
-from pytest_distillbench.stats import pass_at_k
-from pytest_distillbench.tasks.code import (
+from pytest_distillbench.engine.tasks.code import (
     ALLOW_ENV,
     FILTER,
-    ExecuteCompletions,
     Executed,
     completions_of,
     load_humaneval,
     process_results,
     trim_completion,
 )
+from pytest_distillbench.engine.tasks.code_filter import ExecuteCompletions
+from pytest_distillbench.errors import DistillbenchError
+from pytest_distillbench.measures.stats import pass_at_k
 
 ADD = {
     "task_id": "tiny/0",
@@ -226,7 +226,7 @@ MUL = {**ADD, "task_id": "tiny/1", "prompt": 'def mul(a, b):\n    """Return a * 
 @pytest.fixture
 def sandbox_calls(monkeypatch):
     """Every program the sandbox is asked to run, as (prompt, body)."""
-    import pytest_distillbench.tasks.code as code
+    import pytest_distillbench.engine.tasks.code as code
 
     calls: list[tuple[str, str]] = []
     real = code.check_completion

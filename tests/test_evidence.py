@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_distillbench import stats
-from pytest_distillbench.evidence import (
+from pytest_distillbench.engine.probes import probe_distributions, probe_prompts, summarise
+from pytest_distillbench.measures import stats
+from pytest_distillbench.measures.evidence import (
     FLAGGED,
     NO_POWER,
     NOT_FLAGGED,
@@ -31,18 +32,15 @@ from pytest_distillbench.evidence import (
     references_for,
     wrong_choice_order,
 )
-from pytest_distillbench.models import ModelSpec
-from pytest_distillbench.probes import (
+from pytest_distillbench.measures.probes import (
     FULL_VOCAB_MAX,
     ProbeResult,
     kl_divergence,
     probe_agreement,
-    probe_distributions,
-    probe_prompts,
-    summarise,
 )
 from pytest_distillbench.records import ItemRecord, TaskRun
-from pytest_distillbench.settings import Settings
+from pytest_distillbench.spec.models import ModelSpec
+from pytest_distillbench.spec.settings import Settings
 
 from conftest import MC_ROWS, mc_task, needs_zoo, write_jsonl
 
@@ -588,7 +586,7 @@ def test_probe_distributions_on_real_models(tiny_lms) -> None:
 
 
 def test_probe_prompts_are_the_tasks_test_contexts(tmp_path: Path) -> None:
-    from pytest_distillbench.suites import load_suite
+    from pytest_distillbench.spec.suites import load_suite
 
     from conftest import gen_task, write_project
 

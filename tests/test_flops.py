@@ -15,7 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from pytest_distillbench.errors import DistillbenchError
-from pytest_distillbench.flops import (
+from pytest_distillbench.measures.flops import (
     Architecture,
     attended_pairs,
     compute_ratio,

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_distillbench.flops import Architecture, generation_flops, loglikelihood_flops
+from pytest_distillbench.measures.flops import Architecture, generation_flops, loglikelihood_flops
 from pytest_distillbench.records import ItemRecord, TaskRun
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,7 +174,7 @@ def test_divergence_margins_read_the_logits_where_generations_part(report):
 
 def test_compare_devices_finds_no_difference_between_identical_runs(report):
     _, workdir = report
-    from pytest_distillbench.suites import load_suite
+    from pytest_distillbench.spec.suites import load_suite
 
     tasks = {t.id: t for t in load_suite(workdir / "gpubench.yaml").tasks}
     compared, diffs, skipped = gpu.compare_devices({"teacher": workdir / "model"}, tasks, ("cpu", "cpu"),

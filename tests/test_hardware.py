@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from pytest_distillbench import hardware
-from pytest_distillbench.hardware import (
+from pytest_distillbench.measures import hardware
+from pytest_distillbench.measures.hardware import (
     CACHE_FILE,
     Peak,
     cpu_cache_key,

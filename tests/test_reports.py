@@ -15,22 +15,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_distillbench import stats
 from pytest_distillbench.cli import main as cli_main
-from pytest_distillbench.compare import render_comparison
-from pytest_distillbench.html import (
+from pytest_distillbench.measures import stats
+from pytest_distillbench.records import ItemRecord, TaskRun
+from pytest_distillbench.report.compare import render_comparison
+from pytest_distillbench.report.html import (
     changed_items,
     comparison_html,
     report_from_run_file,
 )
-from pytest_distillbench.markdown import markdown_summary
-from pytest_distillbench.models import ModelSpec
-from pytest_distillbench.plot import TaskScore, pareto_front, pareto_png, suite_points
-from pytest_distillbench.records import ItemRecord, TaskRun
-from pytest_distillbench.report import TABLE_WIDTH, short, short_names, terminal_table
-from pytest_distillbench.runfiles import RUN_SCHEMA, load_run
+from pytest_distillbench.report.markdown import markdown_summary
+from pytest_distillbench.report.plot import TaskScore, pareto_front, pareto_png, suite_points
+from pytest_distillbench.report.table import TABLE_WIDTH, short, short_names, terminal_table
 from pytest_distillbench.session import DistillbenchSession, ItemFigures
-from pytest_distillbench.settings import Settings
+from pytest_distillbench.spec.models import ModelSpec
+from pytest_distillbench.spec.settings import Settings
+from pytest_distillbench.store.runfiles import RUN_SCHEMA, load_run
 
 from conftest import mc_task, write_project
 
@@ -204,7 +204,7 @@ def test_report_without_baseline_says_where_to_find_it(run_files: tuple[Path, Pa
 
 def test_plot_shows_baseline_beside_current(run_files: tuple[Path, Path]) -> None:
     doc, base = load_run(run_files[0]), load_run(run_files[1])
-    from pytest_distillbench.plot import task_scores
+    from pytest_distillbench.report.plot import task_scores
 
     now = suite_points(task_scores(doc["summary"]))
     before = suite_points(task_scores(base["summary"]))
@@ -240,7 +240,7 @@ def _mc_run(margins: list[float]) -> TaskRun:
 
 
 def test_compare_uses_the_gate_s_default_test_with_margins() -> None:
-    from pytest_distillbench.compare import compare_runs
+    from pytest_distillbench.report.compare import compare_runs
 
     rng = random.Random(3)
     base = [rng.gauss(0.5, 1.0) for _ in range(300)]
@@ -265,7 +265,7 @@ def test_cli_report_bad_file_is_a_usage_error(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_comparison_html_escapes_model_output(run_files: tuple[Path, Path]) -> None:
-    from pytest_distillbench.compare import compare_runs
+    from pytest_distillbench.report.compare import compare_runs
 
     a, b = load_run(run_files[1]), load_run(run_files[0])
     doc = run_doc(baseline=False)
@@ -294,7 +294,7 @@ def test_markdown_summary(run_files: tuple[Path, Path]) -> None:
 
 
 def test_markdown_cells_cannot_break_the_table() -> None:
-    from pytest_distillbench.markdown import md_table
+    from pytest_distillbench.report.markdown import md_table
 
     table = md_table(["a", "b"], [["x|y", "two\nlines"]])
     assert table.splitlines()[2] == "| x\\|y | two lines |"

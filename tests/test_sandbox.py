@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_distillbench import sandbox
-from pytest_distillbench.sandbox import SandboxResult, check_completion, run_python
+from pytest_distillbench.engine import sandbox
+from pytest_distillbench.engine.sandbox import SandboxResult, check_completion, run_python
 
 REPO = Path(__file__).resolve().parents[1]
 IS_ROOT = os.geteuid() == 0
@@ -268,7 +268,7 @@ def test_the_evaluators_environment_is_invisible(monkeypatch):
 
 ENVIRONMENT_PROBE = """
 import json
-from pytest_distillbench.sandbox import run_python
+from pytest_distillbench.engine.sandbox import run_python
 result = run_python("import os\\nprint(dict(os.environ))\\ntry:\\n    print(open('/proc/self/environ', 'rb').read())\\nexcept OSError as exc:\\n    print('refused', exc)\\n")
 print(json.dumps([result.status, result.stdout]))
 """
@@ -338,7 +338,7 @@ def test_as_root_the_program_runs_unprivileged_in_its_own_namespaces():
 
 FALLBACK_SCRIPT = """
 import json, sys
-from pytest_distillbench.sandbox import run_python
+from pytest_distillbench.engine.sandbox import run_python
 straggler = run_python("import os, time\\nif os.fork() == 0:\\n    os.setsid()\\n    time.sleep(300)\\nprint('done')\\n")
 bomb = run_python("import os\\nwhile True:\\n    try:\\n        os.fork()\\n    except OSError:\\n        pass\\n", timeout_s=2.0, max_processes=16)
 print(json.dumps([[r.status, r.isolation.uid, r.isolation.pid_namespace, r.isolation.network] for r in (straggler, bomb)]))
@@ -522,7 +522,7 @@ def test_the_zygote_is_reused_and_restarted_when_killed():
 
 DYING_EVALUATOR = """
 import sys, tempfile, threading, time
-from pytest_distillbench import sandbox
+from pytest_distillbench.engine import sandbox
 def mkdtemp(**kwargs):  # the work directory is the evaluator's to remove: tell the test
     path = tempfile.mkdtemp(**kwargs)
     print(path, flush=True)

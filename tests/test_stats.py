@@ -1,4 +1,4 @@
-"""Properties and known values of the statistics in pytest_distillbench.stats."""
+"""Properties and known values of the statistics in pytest_distillbench.measures.stats."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from pytest_distillbench import stats
+from pytest_distillbench.measures import stats
 
 ALTERNATIVES = ("greater", "less", "two-sided")
 counts = st.integers(min_value=0, max_value=300)

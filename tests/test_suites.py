@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_distillbench.errors import DistillbenchError
-from pytest_distillbench.suites import load_suite
+from pytest_distillbench.spec.suites import load_suite
 
 from conftest import write_jsonl, write_project
 
@@ -100,7 +100,7 @@ def test_think_delimiter_scores_the_answer_after_the_block() -> None:
     from lm_eval import simple_evaluate
     from lm_eval.api.model import LM
 
-    from pytest_distillbench.evaluation import _register_filters, with_think_filter
+    from pytest_distillbench.engine.evaluation import _register_filters, with_think_filter
 
     class Thinker(LM):
         def generate_until(self, requests):

@@ -9,10 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_distillbench import stats
 from pytest_distillbench.errors import DistillbenchError
-from pytest_distillbench.records import ItemRecord
-from pytest_distillbench.verdicts import (
+from pytest_distillbench.measures import stats
+from pytest_distillbench.measures.verdicts import (
     SCALE_TOLERANCE,
     PairedComparison,
     _wilcoxon_rows,
@@ -24,6 +23,7 @@ from pytest_distillbench.verdicts import (
     margin_scale_change,
     margin_split_sides,
 )
+from pytest_distillbench.records import ItemRecord
 
 
 def _scores(values) -> dict[str, float]:
@@ -420,7 +420,8 @@ def test_margin_scale_change_is_blind_to_a_uniform_shift_and_undefined_without_k
 
 def test_settings_offer_the_gate_s_methods_and_default():
     # settings keeps its own copy so that reading settings imports no numpy
-    from pytest_distillbench import settings, verdicts
+    from pytest_distillbench.measures import verdicts
+    from pytest_distillbench.spec import settings
 
     assert settings.VERDICT_METHODS == verdicts.METHODS
     assert settings.DEFAULT_VERDICT == verdicts.DEFAULT_METHOD == settings.Settings.verdict

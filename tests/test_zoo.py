@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_distillbench.models import fingerprint
+from pytest_distillbench.spec.models import fingerprint
 from pytest_distillbench.zoo import ZOO_DIR
 from pytest_distillbench.zoo.architecture import (
     N_POSITIONS,

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ZOO_DIR = Path(__file__).resolve().parent
+from ..spec.models import ZOO_DIR as ZOO_DIR  # re-exported: zoo.build and the tests use it
+from ..spec.models import zoo_checkpoint
+
 DEFAULT_MODELS = {"teacher": "teacher", "student": "student", "control": "control"}
 
 
 def checkpoint(name: str) -> Path:
-    return ZOO_DIR / name
+    return zoo_checkpoint(name)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..models import fingerprint
+from ..spec.models import fingerprint
 from . import ZOO_DIR
 from .architecture import STUDENT_SHAPE, TEACHER_SHAPE, ModelShape, make_model, parameter_counts
 from .card import ModelFacts, write_card, write_manifest
