@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -407,3 +408,141 @@ def test_api_chat_options() -> None:
     with pytest.raises(DistillbenchError, match="at most 20"):
         api_chat.top_logprobs(ModelSpec(name="t", role="teacher", path="s", backend="api-chat",
                                         options=(("top_logprobs", "50"),)))
+
+
+# -- the two scenarios of the distillation story, as the README writes them ---------------------
+
+WORD_PROBLEMS = """\
+  - name: word_problems
+    metric: exact_match,final_number
+    thresholds:
+      student: {min_retention: 0.3, max_compute_ratio: 1.0}
+    lm_eval:
+      dataset_path: json
+      dataset_kwargs: {data_files: {test: data/math/word_problems/test.jsonl}}
+      test_split: test
+      output_type: generate_until
+      doc_to_text: "{{prompt}}"
+      doc_to_target: "{{answer}}"
+      target_delimiter: ""
+      generation_kwargs: {until: ["\\n"], max_gen_toks: 48, do_sample: false}
+      filter_list:
+        - name: final_number
+          filter:
+            - {function: regex, regex_pattern: "(-?\\\\d+)(?!.*\\\\d)", group_select: 0}
+            - {function: take_first}
+      metric_list: [{metric: exact_match}]
+"""
+
+# scenario (a): the teacher behind a chat-completions server, a local student and control
+CHAT_TEACHER_TOML = """\
+[tool.distillbench.models.teacher]
+role = "teacher"
+backend = "api-chat"            # lm-eval's local-chat-completions, at /v1/chat/completions
+path = "zoo-teacher"            # the name the server knows it by
+params = 860000                 # declared: its weights cannot be read (or price_in_per_1k/price_out_per_1k)
+options = {base_url = "BASE_URL", top_logprobs = 5}
+
+[tool.distillbench.models.student]
+role = "student"
+path = "zoo:student"
+teacher = "teacher"
+chat_template = "zoo:chat_template.jinja"
+expect_distilled = true
+
+[tool.distillbench.models.control]
+role = "control"
+path = "zoo:control"
+teacher = "teacher"
+chat_template = "zoo:chat_template.jinja"
+"""
+
+# scenario (b): a reasoning student, sampled k times, scored on the answer after its thinking
+REASONING_TOML = """\
+[tool.distillbench.models.teacher]
+role = "teacher"
+path = "zoo:teacher"
+
+[tool.distillbench.models.reasoner]
+role = "student"
+path = "zoo:student"
+teacher = "teacher"
+chat_template = "zoo:chat_template.jinja"
+think_delimiter = "->"          # the zoo's worked steps end with "->"; R1-style models: "</think>"
+"""
+SAMPLED = """\
+    repeats: 4                  # DeepSeek-R1's protocol: 64 samples, temperature 0.6, top-p 0.95
+    temperature: 0.6
+    top_p: 0.95
+    seed: 0
+"""
+
+
+def scenario_project(root: Path, toml: str, task: str) -> None:
+    data = Path(__file__).resolve().parents[1] / "suites" / "data" / "math" / "word_problems"
+    target = root / "suites" / "data" / "math" / "word_problems"
+    target.mkdir(parents=True)
+    (target / "test.jsonl").write_bytes((data / "test.jsonl").read_bytes())
+    (root / "suites" / "story.yaml").write_text("suite: story\ntasks:\n" + task, encoding="utf-8")
+    (root / "pyproject.toml").write_text("[tool.distillbench]\n" + toml, encoding="utf-8")
+
+
+@needs_zoo
+def test_scenario_chat_api_teacher_and_local_student(pytester: pytest.Pytester,
+                                                     chat_server: CompletionServer,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)  # the default variable: read, never written
+    toml = CHAT_TEACHER_TOML.replace("BASE_URL", chat_server.base_url).replace("zoo-teacher", SERVED)
+    scenario_project(pytester.path, toml, WORD_PROBLEMS)
+    served = chat_server.requests_served
+    doc = run_json(pytester, "a.json", "--distillbench-limit", "24", "-rs",
+                   "--distillbench-update-baselines")
+    out = doc["_stdout"]
+    assert chat_server.requests_served - served == 24  # the teacher answered over HTTP
+    by = runs(doc)
+    teacher, student = by[("teacher", "story/word_problems")], by[("student", "story/word_problems")]
+    assert teacher["backend"] == "api-chat" and teacher["meta"]["chat_template_sha256"] == "server"
+    assert student["meta"]["chat_template_sha256"] == hashlib.sha256(ZOO_TEMPLATE.read_bytes()).hexdigest()
+    items = {k.split("::")[-1]: v for k, v in doc["items"].items()}
+    retention = items["word_problems[student-retention]"]
+    assert retention["outcome"] == "passed"
+    assert retention["figures"]["retention"] == pytest.approx(
+        (sum(r["score"] for r in student["records"]) / 24) / (sum(r["score"] for r in teacher["records"]) / 24))
+    compute = items["word_problems[student-compute]"]
+    assert compute["outcome"] == "passed" and teacher["cost"]["flops_source"] == "declared"
+    assert 0 < compute["figures"]["compute_ratio"] < 1
+    evidence = items["word_problems[student-evidence]"]
+    assert evidence["outcome"] in ("passed", "failed", "skipped") and evidence["message"] is not None
+    assert "agreement" in json.dumps(evidence["figures"]) or evidence["outcome"] == "skipped"
+    assert any(r["token_logprobs"] for r in teacher["records"])  # the black-box teacher's distribution
+    assert doc["_ret"] in (0, 1), out
+    return None
+
+
+@needs_zoo
+def test_scenario_reasoning_student_with_think_delimiter_chat_template_and_repeats(
+        pytester: pytest.Pytester) -> None:
+    task = WORD_PROBLEMS.replace("    thresholds:\n      student: {min_retention: 0.3, max_compute_ratio: 1.0}\n",
+                                 SAMPLED)
+    assert "repeats: 4" in task
+    scenario_project(pytester.path, REASONING_TOML, task)
+    doc = run_json(pytester, "b.json", "--distillbench-limit", "16", "-k", "not baseline")
+    assert doc["_ret"] == 0, doc["_stdout"]
+    student = runs(doc)[("reasoner", "story/word_problems")]
+    assert student["meta"]["repeats"] == 4
+    for r in student["records"]:
+        assert len(r["samples"]) == 4
+        for raw, answer, score in zip(r["samples"], r["sample_responses"], r["sample_scores"], strict=True):
+            # scored on the answer after the thinking block: the last number after "->"; a block
+            # that never ends scores as wrong
+            if "->" not in raw:
+                assert score == 0.0
+                continue
+            numbers = re.findall(r"-?\d+", raw.partition("->")[2])
+            if numbers:
+                assert answer == numbers[-1]
+            assert score == float(bool(numbers) and numbers[-1] == r["target"])
+    items = {k.split("::")[-1]: v for k, v in doc["items"].items()}
+    figures = items["word_problems[reasoner]"]["figures"]
+    assert figures["pass@1"] == pytest.approx(sum(r["score"] for r in student["records"]) / 16)
+    assert figures["pass@4"] >= figures["pass@1"]
