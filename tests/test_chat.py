@@ -546,3 +546,22 @@ def test_scenario_reasoning_student_with_think_delimiter_chat_template_and_repea
     figures = items["word_problems[reasoner]"]["figures"]
     assert figures["pass@1"] == pytest.approx(sum(r["score"] for r in student["records"]) / 16)
     assert figures["pass@4"] >= figures["pass@1"]
+
+
+def test_regression_gate_and_interval_take_the_item_as_the_unit_under_repeats() -> None:
+    """Items scored as the mean of k samples are compared item by item (a sign-flip test on the
+    per-item differences, not McNemar on 0/1), and the score interval is over items: k more
+    samples of the same items do not narrow it as k times more items would."""
+    from pytest_distillbench.measures import stats
+    from pytest_distillbench.measures.verdicts import compare_paired
+
+    base = {f"d{i}": s for i, s in enumerate([1.0, 0.75, 0.5, 1.0, 0.25, 1.0, 0.75, 0.5] * 5)}
+    worse = {k: max(v - 0.25, 0.0) for k, v in base.items()}
+    c = compare_paired(base, worse, method="mcnemar")
+    assert c.method == "sign-flip" and c.p_value < 0.01
+    same = compare_paired(base, dict(base), method="mcnemar")
+    assert same.p_value == 1.0
+    lo, hi = stats.score_interval(list(base.values()))
+    wilson = stats.wilson_interval(round(sum(base.values()) * 4), len(base) * 4)  # 4 samples as items
+    assert hi - lo > wilson[1] - wilson[0]
+    assert stats.score_interval([1.0, 0.0, 1.0]) == stats.wilson_interval(2, 3)  # right/wrong: Wilson
