@@ -12,6 +12,11 @@ A suite is a YAML file::
         lm_eval: {...an inline lm-eval task config...}     # or
         lm_eval_task: gsm8k                                # a built-in lm-eval task, or
         data: {jsonl: mine.jsonl, input: question, target: answer}   # your own data
+        chat_template: false         # optional: override the model's chat settings for this task
+        repeats: 8                   # optional: k samples per item, scored as pass@1 over k
+        temperature: 0.6
+        top_p: 0.95
+        seed: 0
 
 Every problem is reported as one ``DistillbenchError`` naming the file, the key and the fix.
 """
