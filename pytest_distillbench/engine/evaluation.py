@@ -114,6 +114,8 @@ def chat_settings(spec: ModelSpec, task: TaskSpec, rootdir: Path | None = None) 
     neither a chat template nor a system prompt is in force, so such a pair is keyed as before."""
     over = dict(task.chat)
     use = over.get("chat_template", spec.chat_template)
+    if use is True and isinstance(spec.chat_template, str):
+        use = spec.chat_template  # a task turning the template on gets the model's template file
     system = over.get("system_prompt", spec.system_prompt)
     multiturn = over.get("fewshot_as_multiturn", spec.fewshot_as_multiturn)
     multiturn = True if multiturn is None else bool(multiturn)  # lm-eval's default
