@@ -565,3 +565,25 @@ def test_regression_gate_and_interval_take_the_item_as_the_unit_under_repeats() 
     wilson = stats.wilson_interval(round(sum(base.values()) * 4), len(base) * 4)  # 4 samples as items
     assert hi - lo > wilson[1] - wilson[0]
     assert stats.score_interval([1.0, 0.0, 1.0]) == stats.wilson_interval(2, 3)  # right/wrong: Wilson
+
+
+@needs_zoo
+def test_chat_api_repeats_are_seeded_per_sample_and_reproducible(
+        pytester: pytest.Pytester, chat_server: CompletionServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, FAKE_KEY)
+    task = WORD_PROBLEMS.replace("    thresholds:\n      student: {min_retention: 0.3, max_compute_ratio: 1.0}\n",
+                                 "    repeats: 3\n    temperature: 1.0\n    seed: 5\n")
+    toml = (f'[tool.distillbench.models.teacher]\nrole = "teacher"\nbackend = "api-chat"\npath = "{SERVED}"\n'
+            f'options = {{base_url = "{chat_server.base_url}", api_key_env = "{KEY_ENV}"}}\n')
+    scenario_project(pytester.path, toml, task)
+    served = chat_server.requests_served
+    first = runs(run_json(pytester, "a.json", "--distillbench-limit", "6", "--distillbench-no-cache",
+                          "-k", "not baseline"))[("teacher", "story/word_problems")]
+    assert chat_server.requests_served - served == 18  # 6 items x 3 samples, one request each
+    samples = [r["samples"] for r in first["records"]]
+    assert all(len(s) == 3 for s in samples)
+    assert any(len(set(s)) > 1 for s in samples)  # seeds 5, 6, 7 per prompt: the samples differ
+    second = runs(run_json(pytester, "b.json", "--distillbench-limit", "6", "--distillbench-no-cache",
+                           "-k", "not baseline"))[("teacher", "story/word_problems")]
+    assert [r["samples"] for r in second["records"]] == samples  # and a re-run draws the same
+    assert [r["sample_scores"] for r in second["records"]] == [r["sample_scores"] for r in first["records"]]
