@@ -11,6 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# lm-eval registers its API model classes at import; pytester's in-process runs drop modules first
+# imported inside them, and a second import would register the names twice: import them once here.
+import lm_eval.models.openai_completions  # noqa: F401
 import pytest
 
 from pytest_distillbench.engine.backends import api_chat
@@ -587,3 +590,29 @@ def test_chat_api_repeats_are_seeded_per_sample_and_reproducible(
                            "-k", "not baseline"))[("teacher", "story/word_problems")]
     assert [r["samples"] for r in second["records"]] == samples  # and a re-run draws the same
     assert [r["sample_scores"] for r in second["records"]] == [r["sample_scores"] for r in first["records"]]
+
+
+def test_chat_settings_precedence_and_errors(tmp_path: Path, tiny_model: Path) -> None:
+    from dataclasses import replace
+
+    from pytest_distillbench.engine.evaluation import chat_settings
+    from pytest_distillbench.spec.suites import load_suite
+
+    task = load_suite(write_project(tmp_path, {}, [gen_task()])).tasks[0]
+    (tmp_path / "chat.jinja").write_text(MARKED, encoding="utf-8")
+    model = ModelSpec(name="m", role="teacher", path=str(tiny_model), chat_template="chat.jinja",
+                      system_prompt="model's", fewshot_as_multiturn=False)
+    chat = chat_settings(model, task, tmp_path)
+    assert chat is not None and chat.apply and chat.template == MARKED
+    assert (chat.system_prompt, chat.fewshot_as_multiturn) == ("model's", False)
+    overridden = replace(task, chat=(("system_prompt", "task's"), ("fewshot_as_multiturn", True)))
+    chat = chat_settings(model, overridden, tmp_path)
+    assert (chat.system_prompt, chat.fewshot_as_multiturn) == ("task's", True)
+    assert chat_settings(model, replace(task, chat=(("chat_template", False),)), tmp_path).apply is False
+    assert chat_settings(ModelSpec(name="m", role="teacher", path=str(tiny_model)), task, tmp_path) is None
+    served = ModelSpec(name="t", role="teacher", path="s", backend="api-chat")
+    assert chat_settings(served, task).template_sha256 == "server"
+    with pytest.raises(DistillbenchError, match="chat-only API model"):
+        chat_settings(served, replace(task, chat=(("chat_template", False),)))
+    with pytest.raises(DistillbenchError, match="does not exist"):
+        chat_settings(replace(model, chat_template="missing.jinja"), task, tmp_path)
