@@ -6,6 +6,7 @@ import copy
 import pickle
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import datasets
 import pytest
@@ -33,6 +34,7 @@ ADD = {
     "entry_point": "add",
 }
 RIGHT, WRONG = "    return a + b\n", "    return a * b\n"
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -313,3 +315,99 @@ def test_lm_eval_with_take_first_then_the_execute_filter(canned_lm, task_manager
     results, sample = evaluate(canned_lm, task_manager, filter_list=first)
     assert sample["filtered_resps"] == [RIGHT]
     assert results["pass@1,executed"] == 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Isolation: said once, and a suite may require a minimum level
+
+
+def test_the_isolation_level_is_said_once(allowed, monkeypatch, capsys):
+    import threading
+
+    import pytest_distillbench.engine.tasks.code as code
+    from pytest_distillbench.engine import sandbox
+
+    monkeypatch.setattr(code, "_announced", threading.Event())
+    process_results(ADD, [RIGHT])
+    process_results(ADD, [WRONG])
+    said = [line for line in capsys.readouterr().err.splitlines() if "sandbox isolation" in line]
+    assert len(said) == 1
+    assert sandbox.isolation().level in said[0]
+    heard: list[str] = []
+    monkeypatch.setattr(code, "_announced", threading.Event())
+    monkeypatch.setattr(code, "_announcer", None)
+    code.set_announcer(heard.append)
+    process_results(ADD, [RIGHT])
+    assert len(heard) == 1 and sandbox.isolation().describe() in heard[0]
+    assert "sandbox isolation" not in capsys.readouterr().err
+
+
+def test_a_required_level_above_the_available_one_refuses_to_run(allowed, monkeypatch):
+    import pytest_distillbench.engine.tasks.code as code
+    from pytest_distillbench.engine.sandbox import Isolation
+
+    monkeypatch.setattr(code, "isolation", lambda: Isolation(seccomp=True))  # no namespaces here
+    with pytest.raises(DistillbenchError, match="requires sandbox isolation 'namespaces'.*only seccomp"):
+        code.execute_all([(code.Problem.of(ADD), RIGHT)], required_isolation="namespaces")
+    assert code.execute_all([(code.Problem.of(ADD), RIGHT)], required_isolation="seccomp")[0].result.passed
+    with pytest.raises(DistillbenchError, match="unknown isolation level"):
+        code.execute_all([(code.Problem.of(ADD), RIGHT)], required_isolation="chroot")
+
+
+def test_the_filter_enforces_the_suites_required_level(allowed, monkeypatch, tmp_path):
+    import pytest_distillbench.engine.tasks.code as code
+    from pytest_distillbench.engine import sandbox
+    from pytest_distillbench.engine.sandbox import Isolation
+    from pytest_distillbench.spec.suites import ISOLATION_LEVELS, load_suite
+
+    assert ISOLATION_LEVELS == sandbox.LEVELS
+    source = (REPO / "suites" / "code.yaml").read_text()
+    suite_file = tmp_path / "code.yaml"
+    suite_file.write_text(source.replace("allow_code_execution: true",
+                                         "allow_code_execution: true\nrequire_isolation: namespaces")
+                          .replace("data/code/", str(REPO / "suites" / "data" / "code") + "/"))
+    suite = load_suite(suite_file)
+    steps = [step for task in suite.tasks for pipeline in task.config["filter_list"]
+             for step in pipeline["filter"]]
+    assert steps and all(step["require_isolation"] == "namespaces" for step in steps)
+    kwargs = {k: v for k, v in steps[0].items() if k != "function"}
+    monkeypatch.setattr(code, "isolation", lambda: Isolation(seccomp=True))
+    with pytest.raises(DistillbenchError, match="require_isolation|requires sandbox isolation"):
+        ExecuteCompletions(**kwargs).apply([[RIGHT]], [ADD])
+    suite_file.write_text(suite_file.read_text().replace("require_isolation: namespaces",
+                                                         "require_isolation: chroot"))
+    with pytest.raises(DistillbenchError, match="require_isolation"):
+        load_suite(suite_file)
+
+
+# One generic body per attack, over all of HumanEval (issue #22 measured 153, 155 and 164 of
+# 164 passing the single-process harness; tests/test_sandbox_attacks.py has the variations).
+GENERIC_ATTACKS = {
+    "frame oracle": (
+        "    import sys, dis\n    frame = sys._getframe(1)\n"
+        "    while frame is not None and frame.f_code.co_name != 'check':\n        frame = frame.f_back\n"
+        "    if frame is not None:\n        for ins in dis.get_instructions(frame.f_code):\n"
+        "            if ins.offset > frame.f_lasti and ins.opname == 'LOAD_CONST':\n"
+        "                return ins.argval\n"),
+    "guard patch": (
+        "    import sys\n    sys.modules['__main__']._require_plain = lambda *a, **k: None\n"
+        "    class Equal:\n        def __eq__(self, other):\n            return True\n"
+        "        def __ne__(self, other):\n            return False\n        __hash__ = object.__hash__\n"
+        "    return Equal()\n"),
+    "frame walk": (
+        "    import os, sys\n    frame = sys._getframe()\n    while frame is not None:\n"
+        "        names = frame.f_locals\n        if 'token' in names and 'report_fd' in names:\n"
+        "            os.write(names['report_fd'], names['token'])\n            os._exit(0)\n"
+        "        frame = frame.f_back\n"),
+}
+
+
+@pytest.mark.slow
+def test_generic_attack_bodies_pass_no_humaneval_problem(humaneval, allowed):
+    from pytest_distillbench.engine.tasks.code import Problem, execute_all
+
+    pairs = [(Problem.of(doc), body) for doc in humaneval for body in GENERIC_ATTACKS.values()]
+    executed = execute_all(pairs)
+    passed = {name: sum(e.result.passed for e in executed[i::len(GENERIC_ATTACKS)])
+              for i, name in enumerate(GENERIC_ATTACKS)}
+    assert passed == {name: 0 for name in GENERIC_ATTACKS}

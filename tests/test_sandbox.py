@@ -311,7 +311,7 @@ def test_the_network_is_unreachable():
     port = listener.getsockname()[1]
     source = f"""
     import socket
-    print([name for _, name in socket.if_nameindex()])
+    print([line.split(":")[0].strip() for line in open("/proc/net/dev").readlines()[2:]])
     try:
         socket.create_connection(("127.0.0.1", {port}), timeout=2).close()
         print("connected")

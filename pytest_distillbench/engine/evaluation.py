@@ -478,6 +478,11 @@ class Evaluator:
         self.progress(f"distillbench: {spec.name} on {task.id}: evaluating"
                       + (f" (limit {limit})" if limit else ""))
         env = {"DISTILLBENCH_ALLOW_CODE_EXECUTION": "1"} if task.unsafe_code else {}
+        if task.unsafe_code:
+            from .tasks import code
+
+            # the sandbox's isolation level, said once on the progress line (stderr is captured)
+            code.set_announcer(self.progress)
         measure = self.settings.flops_mode == "measured" and spec.backend == "hf"
         counter_cm: Any = contextlib.nullcontext(None)
         if measure:

@@ -37,7 +37,8 @@ import yaml
 
 from ..errors import DistillbenchError
 
-SUITE_KEYS = {"suite", "description", "allow_code_execution", "tasks"}
+SUITE_KEYS = {"suite", "description", "allow_code_execution", "require_isolation", "tasks"}
+ISOLATION_LEVELS = ("rlimits", "seccomp", "namespaces")  # sandbox.LEVELS (spec does not import engine)
 TASK_KEYS = {
     "name", "description", "difficulty", "metric", "thresholds", "lm_eval", "lm_eval_task",
     "data", "generation", "limit",
@@ -236,8 +237,31 @@ def load_suite(path: str | Path) -> SuiteSpec:
                         "give every task in a suite its own name")
         seen.add(task.name)
         tasks.append(task)
+    _require_isolation(path, raw.get("require_isolation"), tasks)
     return SuiteSpec(name=name, description=str(raw.get("description", "")), path=path,
                      allow_code_execution=allow_code, tasks=tuple(tasks))
+
+
+def _require_isolation(path: Path, level: Any, tasks: list[TaskSpec]) -> None:
+    """``require_isolation: <level>``: every code task's ``distillbench_execute`` filter gets
+    it as its ``require_isolation`` argument and refuses to run below that sandbox level."""
+    if level is None:
+        return
+    if level not in ISOLATION_LEVELS:
+        raise _fail(path, "require_isolation", f"unknown isolation level {level!r}",
+                    f"use one of: {', '.join(ISOLATION_LEVELS)}")
+    for task in tasks:
+        if not task.unsafe_code:
+            continue
+        steps = [step for pipeline in task.config.get("filter_list") or [] if isinstance(pipeline, dict)
+                 for step in pipeline.get("filter") or [] if isinstance(step, dict)
+                 and step.get("function") == "distillbench_execute"]
+        if not steps:
+            raise _fail(path, "require_isolation", f"task {task.name!r} runs code without the "
+                        "distillbench_execute filter, which is what enforces the level",
+                        "add filter_list: [{name: executed, filter: [{function: distillbench_execute}]}]")
+        for step in steps:
+            step["require_isolation"] = level
 
 
 def _load_thresholds(path: Path, key: str, raw: Any) -> tuple[tuple[str, Thresholds], ...]:

@@ -15,18 +15,26 @@ Running generated code is opt-in twice over: lm-eval refuses ``unsafe_code: true
 ``confirm_run_unsafe_code=True``, and the filter and ``process_results`` refuse unless
 ``DISTILLBENCH_ALLOW_CODE_EXECUTION=1``, which the plugin sets only while evaluating a suite
 that declares ``allow_code_execution: true``.
+
+The first time a process runs code it says once which isolation level the sandbox gives here
+(``sandbox.LEVELS``): on stderr, or through the callable given to ``set_announcer`` (the
+plugin's progress line, which pytest's output capture does not swallow). A suite's
+``require_isolation: namespaces`` (passed to the filter as its ``require_isolation`` argument)
+refuses to run anything below that level.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import sys
+import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from ...errors import DistillbenchError
-from ..sandbox import SandboxResult, check_completion
+from ..sandbox import LEVELS, SandboxResult, check_completion, isolation, meets
 
 ALLOW_ENV = "DISTILLBENCH_ALLOW_CODE_EXECUTION"
 FILTER = "distillbench_execute"  # the lm-eval filter name to use in a task's filter_list
@@ -128,11 +136,53 @@ def _field(doc: dict[str, Any], name: str) -> str:
     return value
 
 
+_announced = threading.Event()
+_announce_lock = threading.Lock()
+_announcer: Callable[[str], None] | None = None
+
+
+def set_announcer(say: Callable[[str], None] | None) -> None:
+    """Where the one line about the isolation level goes (None: stderr)."""
+    global _announcer
+    _announcer = say
+
+
+def require_isolation(required: str | None) -> str:
+    """The sandbox's isolation level here, said once per process on stderr; a
+    ``DistillbenchError`` if it is below ``required`` (one of ``sandbox.LEVELS``)."""
+    if required is not None and required not in LEVELS:
+        raise DistillbenchError(f"unknown isolation level {required!r}", key="require_isolation",
+                                fix=f"use one of: {', '.join(LEVELS)}")
+    try:
+        level = isolation()
+    except RuntimeError as exc:
+        raise DistillbenchError(str(exc), key="allow_code_execution",
+                                fix="run on Linux where the sandbox can start") from None
+    with _announce_lock:
+        if not _announced.is_set():
+            line = f"distillbench: generated code runs with sandbox isolation {level.describe()}"
+            if _announcer is not None:
+                _announcer(line)
+            else:
+                print(line, file=sys.stderr, flush=True)
+            _announced.set()
+    if required is not None and not meets(level.level, required):
+        raise DistillbenchError(
+            f"the suite requires sandbox isolation {required!r}, but here it is only "
+            f"{level.describe()}", key="require_isolation",
+            fix="run where unprivileged user namespaces are enabled (sysctl "
+                "kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0) or as root in a "
+                "container, and where libseccomp is installed; or lower require_isolation")
+    return level.level
+
+
 def execute_all(pairs: Sequence[tuple[Problem, str]], *, workers: int | None = None,
-                timeout_s: float = TIMEOUT_S) -> list[Executed]:
+                timeout_s: float = TIMEOUT_S, required_isolation: str | None = None) -> list[Executed]:
     """Run each (problem, completion)'s trimmed body in the sandbox, each distinct program
-    once, ``workers`` (default: one per CPU) at a time; results in the order given."""
+    once, ``workers`` (default: one per CPU) at a time; results in the order given. Refuses
+    (``DistillbenchError``) where the sandbox's isolation is below ``required_isolation``."""
     _require_opt_in()
+    require_isolation(required_isolation)
     programs = [(problem, trim_completion(completion)) for problem, completion in pairs]
     unique = list(dict.fromkeys(programs))
     if not unique:

@@ -19,10 +19,12 @@ class ExecuteCompletions(Filter):
     returns each as an ``Executed`` string, keeping the shape it was given (per document a
     list of the repeats' responses, or a single response after e.g. ``take_first``)."""
 
-    def __init__(self, workers: int | None = None, timeout_s: float = TIMEOUT_S, **kwargs: Any) -> None:
+    def __init__(self, workers: int | None = None, timeout_s: float = TIMEOUT_S,
+                 require_isolation: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.workers = workers
         self.timeout_s = timeout_s
+        self.require_isolation = require_isolation  # a sandbox level (sandbox.LEVELS) or None
 
     def apply(self, resps: Iterable[Any], docs: list[dict[str, Any]]) -> list[Any]:
         _require_opt_in()
@@ -36,7 +38,8 @@ class ExecuteCompletions(Filter):
                 raise DistillbenchError(f"the {FILTER} filter got {group!r:.80}, not generated text",
                                         key="output_type", fix="code tasks need output_type: generate_until")
         pairs = [(Problem.of(doc), text) for doc, group in zip(docs, texts, strict=True) for text in group]
-        executed = iter(execute_all(pairs, workers=self.workers, timeout_s=self.timeout_s))
+        executed = iter(execute_all(pairs, workers=self.workers, timeout_s=self.timeout_s,
+                                    required_isolation=self.require_isolation))
         return [next(executed) if isinstance(group, str) else [next(executed) for _ in listed]
                 for group, listed in zip(groups, texts, strict=True)]
 
