@@ -45,6 +45,11 @@ class CheckResult:
 
 def describe_score(model: str, run: TaskRun) -> str:
     f = score_figures(run)
+    if run.repeats > 1:
+        extra = ", ".join(f"{k} {f[k]:.3f}" for k in f if k.startswith(("pass@", "maj@")) and k != "pass@1")
+        return (f"{model} scored pass@1 {f['score']:.3f} averaged over {run.repeats} samples per item "
+                f"(95% t interval over items {f['ci_low']:.3f}-{f['ci_high']:.3f}, n={run.n}"
+                f"{', ' + extra if extra else ''}, metric {run.metric})")
     return (f"{model} scored {f['score']:.3f} (95% Wilson interval {f['ci_low']:.3f}-{f['ci_high']:.3f}, "
             f"n={run.n}, {run.successes} correct, metric {run.metric})")
 

@@ -44,6 +44,15 @@ class ItemRecord:
     gold: int | None = None
     # filled by compute accounting (None when the architecture is unknown)
     flops: float | None = None
+    # repeated sampling (a task with ``repeats: k``): every sample, as generated, as filtered and
+    # as scored; ``score`` is then the mean of ``sample_scores`` (pass@1 averaged over k)
+    samples: tuple[str, ...] | None = None
+    sample_responses: tuple[str, ...] | None = None
+    sample_scores: tuple[float, ...] | None = None
+    majority_score: float | None = None  # the metric on the most frequent filtered answer (maj@k)
+    # per sample, per generated token: [token, logprob, {token: logprob} of the top ones], where
+    # a chat API returned them (a black-box teacher's distribution)
+    token_logprobs: tuple[Any, ...] | None = None
 
     @property
     def correct(self) -> bool:
@@ -51,7 +60,8 @@ class ItemRecord:
 
     def to_dict(self) -> dict[str, Any]:
         # shallow on purpose: asdict's recursive deep copy dominated writing a run file
-        data = {f.name: getattr(self, f.name) for f in _ITEM_FIELDS}
+        data = {f.name: getattr(self, f.name) for f in _ITEM_FIELDS
+                if f.name not in _OPTIONAL_FIELDS or getattr(self, f.name) is not None}
         data["requests"] = [[r.kind, r.context_tokens, r.output_tokens] for r in self.requests]
         return data
 
@@ -62,7 +72,23 @@ class ItemRecord:
         kwargs["requests"] = tuple(Request(str(k), int(c), int(o)) for k, c, o in data.get("requests", ()))
         if kwargs.get("choice_logprobs") is not None:
             kwargs["choice_logprobs"] = tuple(float(x) for x in kwargs["choice_logprobs"])
+        for name, kind in (("samples", str), ("sample_responses", str), ("sample_scores", float)):
+            if kwargs.get(name) is not None:
+                kwargs[name] = tuple(kind(x) for x in kwargs[name])
+        if kwargs.get("token_logprobs") is not None:
+            kwargs["token_logprobs"] = tuple(kwargs["token_logprobs"])
         return cls(**kwargs)
+
+    @property
+    def repeats(self) -> int:
+        return len(self.sample_scores) if self.sample_scores is not None else 1
+
+    @property
+    def samples_correct(self) -> int:
+        """Samples scored right (>= 0.5); the single response's correctness without repeats."""
+        if self.sample_scores is None:
+            return int(self.correct)
+        return sum(1 for s in self.sample_scores if s >= 0.5)
 
 
 @dataclass(frozen=True)
@@ -118,6 +144,11 @@ class TaskRun:
     def successes(self) -> int:
         return sum(1 for r in self.records if r.correct)
 
+    @property
+    def repeats(self) -> int:
+        """Samples per item (1 unless the task declares ``repeats``)."""
+        return max((r.repeats for r in self.records), default=1)
+
     def outcomes(self) -> dict[str, float]:
         """Per-item scores keyed by doc hash: the unit paired statistics work on."""
         return {r.doc_hash: r.score for r in self.records}
@@ -157,6 +188,9 @@ class TaskRun:
 
 
 _ITEM_FIELDS = fields(ItemRecord)
+# written only when set, so records of runs without repeats or logprobs read as they always did
+_OPTIONAL_FIELDS = frozenset({"samples", "sample_responses", "sample_scores", "majority_score",
+                              "token_logprobs"})
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,10 @@ def _register_filters() -> None:
 
             return [[answer(r) if isinstance(r, str) else r for r in group] for group in resps]
 
+    from .tasks import math_verify
+
+    math_verify.register()
+
 
 def with_think_filter(config: dict[str, Any], delimiter: str) -> dict[str, Any]:
     """Prefix every filter pipeline of a generation task with the after-think step."""
@@ -70,6 +75,91 @@ def with_think_filter(config: dict[str, Any], delimiter: str) -> dict[str, Any]:
     pipelines = config.get("filter_list") or [{"name": "none", "filter": [{"function": "take_first"}]}]
     config["filter_list"] = [{**p, "filter": [step, *p.get("filter", [])]} for p in pipelines]
     return config
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    """The chat settings in force for one (model, task): what lm-eval's ``apply_chat_template``,
+    ``system_instruction`` and ``fewshot_as_multiturn`` receive, and the template's hash."""
+
+    apply: bool  # apply a chat template (else only a system prompt, as plain text)
+    template_sha256: str | None  # None: no template; "server": applied by the chat API server
+    template: str | None  # a template file's text, set on the tokenizer; None: the checkpoint's own
+    system_prompt: str | None
+    fewshot_as_multiturn: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"chat_template_sha256": self.template_sha256, "system_prompt": self.system_prompt,
+                "fewshot_as_multiturn": self.fewshot_as_multiturn if self.apply else None}
+
+
+def _template_of_checkpoint(directory: Path) -> str | None:
+    """A checkpoint's chat template as transformers loads it (``chat_template.jinja``, else the
+    ``chat_template`` of ``tokenizer_config.json``), read from the files without importing it."""
+    jinja = directory / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    try:
+        config = json.loads((directory / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    template = config.get("chat_template") if isinstance(config, dict) else None
+    if isinstance(template, list):  # named templates: lm-eval picks "default"
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default")
+    return template if isinstance(template, str) and template else None
+
+
+def chat_settings(spec: ModelSpec, task: TaskSpec, rootdir: Path | None = None) -> ChatSettings | None:
+    """The chat settings for ``spec`` on ``task`` (the task's overrides win), or None when
+    neither a chat template nor a system prompt is in force, so such a pair is keyed as before."""
+    over = dict(task.chat)
+    use = over.get("chat_template", spec.chat_template)
+    if use is True and isinstance(spec.chat_template, str):
+        use = spec.chat_template  # a task turning the template on gets the model's template file
+    system = over.get("system_prompt", spec.system_prompt)
+    multiturn = over.get("fewshot_as_multiturn", spec.fewshot_as_multiturn)
+    multiturn = True if multiturn is None else bool(multiturn)  # lm-eval's default
+    key = f"models.{spec.name}.chat_template"
+    if spec.backend == "api-chat":
+        if use is False:
+            raise DistillbenchError(f"model {spec.name!r} is a chat-only API model: its server always "
+                                    f"applies its chat template, so {task.id} cannot turn it off",
+                                    path=task.source, key=f"{task.name}.chat_template",
+                                    fix="remove chat_template: false, or serve the model at "
+                                        "/v1/completions and use backend = \"api\"")
+        return ChatSettings(True, "server", None, system, multiturn)
+    if not use:
+        return None if system is None else ChatSettings(False, None, None, system, multiturn)
+    text: str | None
+    if isinstance(use, str):  # a template file declared on the model
+        path = Path(use)
+        if not path.is_absolute() and rootdir is not None:
+            path = rootdir / path
+        if not path.is_file():
+            raise DistillbenchError(f"chat template file {use} does not exist", key=key,
+                                    fix="point chat_template at a Jinja template file, or write "
+                                        "chat_template = true to use the checkpoint's own")
+        text = path.read_text(encoding="utf-8")
+        given: str | None = text
+    else:
+        given = None
+        where = [spec.option("tokenizer"), spec.path] if spec.backend != "api" else [spec.option("tokenizer")]
+        text = None
+        for candidate in filter(None, where):
+            directory = Path(candidate) if Path(candidate).is_absolute() or rootdir is None else rootdir / candidate
+            if directory.is_dir():
+                text = _template_of_checkpoint(directory)
+                if text is not None:
+                    break
+        if text is None:
+            raise DistillbenchError(
+                f"model {spec.name!r} has no chat template (no chat_template.jinja and no "
+                f"chat_template in tokenizer_config.json at {' or '.join(filter(None, where)) or 'its path'})",
+                key=key, fix="give the model a template file (chat_template = \"chat.jinja\"), or "
+                             "turn the chat template off for it (chat_template = false)")
+    sha = hashlib.sha256(text.encode()).hexdigest()
+    return ChatSettings(True, sha, given, system, multiturn)
 
 
 def _cache_key(model_fp: str, spec: ModelSpec, task: TaskSpec, settings: Settings, device: str) -> str:
@@ -93,6 +183,11 @@ def _cache_key(model_fp: str, spec: ModelSpec, task: TaskSpec, settings: Setting
         # read from package metadata: a warm run from the cache should not import the stack
         "versions": [versions["lm-eval"], versions["transformers"], versions["torch"]],
     }
+    chat = chat_settings(spec, task, settings.rootdir)
+    if chat is not None:  # only then: a model without chat settings keeps the key it had
+        material["chat"] = chat.to_dict()
+    if task.seed is not None:
+        material["seed"] = task.seed
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
@@ -101,7 +196,7 @@ def model_fingerprint(spec: ModelSpec) -> str:
     and its name, since its weights cannot be read."""
     if Path(spec.path).is_dir():
         return fingerprint(spec.path)
-    where = spec.option("base_url", "") if spec.backend == "api" else ""
+    where = spec.option("base_url", "") if spec.backend in ("api", "api-chat") else ""
     return "name:" + hashlib.sha256(f"{spec.backend}:{where}:{spec.path}".encode()).hexdigest()
 
 
@@ -383,6 +478,23 @@ class Evaluator:
         if isinstance(lm_task, Unavailable):
             self.progress(f"distillbench: {spec.name} on {task.id}: skipped ({lm_task.reason})")
             return lm_task
+        if not getattr(backend, "LOGLIKELIHOOD", True) and lm_task.OUTPUT_TYPE != "generate_until":
+            reason = (f"{spec.name} is a chat-only API model ({spec.backend}): a chat completions "
+                      f"endpoint returns no log-likelihoods, which {lm_task.OUTPUT_TYPE} tasks need")
+            self.progress(f"distillbench: {spec.name} on {task.id}: skipped ({reason})")
+            return Unavailable(reason)
+        chat = chat_settings(spec, task, self.settings.rootdir)
+        chat_kwargs: dict[str, Any] = {}
+        if chat is not None:
+            if chat.apply:
+                chat_kwargs.update(apply_chat_template=True, fewshot_as_multiturn=chat.fewshot_as_multiturn)
+                if chat.template is not None:  # a template file: lm-eval applies it from the tokenizer
+                    lm.tokenizer.chat_template = chat.template
+            if chat.system_prompt is not None:
+                chat_kwargs["system_instruction"] = chat.system_prompt
+        seed = self.settings.seed if task.seed is None else task.seed
+        if hasattr(lm, "distillbench_start_task"):
+            lm.distillbench_start_task(seed)  # chat API: per-request seeds and logprobs, per task
         limit = task.limit if self.settings.limit is None else self.settings.limit
         self.progress(f"distillbench: {spec.name} on {task.id}: evaluating"
                       + (f" (limit {limit})" if limit else ""))
@@ -402,14 +514,19 @@ class Evaluator:
         with _quiet_lm_eval(), _environ(env), _without_environment_report(), counter_cm as counter:
             out = simple_evaluate(
                 model=lm, tasks=[lm_task], limit=limit, log_samples=True, bootstrap_iters=0,
-                random_seed=self.settings.seed, numpy_random_seed=self.settings.seed,
-                torch_random_seed=self.settings.seed, fewshot_random_seed=self.settings.seed,
-                confirm_run_unsafe_code=task.unsafe_code, task_manager=self._task_manager(False),
+                random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+                fewshot_random_seed=seed, confirm_run_unsafe_code=task.unsafe_code,
+                task_manager=self._task_manager(False), **chat_kwargs,
             )
         seconds = time.perf_counter() - start
         samples = out["samples"][lm_task.task_name] if out else []
         gen_limit = int((lm_task.config.generation_kwargs or {}).get("max_gen_toks", 256) or 256)
         records = records_from_samples(samples, task, count, gen_limit)
+        if int(getattr(lm_task.config, "repeats", 1) or 1) > 1:
+            records = with_repeats(records, samples, lm_task, task)
+        log = getattr(lm, "distillbench_logprobs", None)
+        if log:
+            records = with_token_logprobs(records, samples, log)
         if not records:
             raise DistillbenchError("the task produced no items", path=task.source, key=task.name,
                                     fix="check the test split and the data file")
@@ -425,7 +542,11 @@ class Evaluator:
                           "kept only their last tokens")
         run = TaskRun(task=task.id, model=spec.name, metric=task.metric_key, records=records,
                       wall_seconds=seconds, model_fingerprint=model_fp,
-                      task_fingerprint=task.fingerprint, backend=spec.backend, meta=meta)
+                      task_fingerprint=task.fingerprint, backend=spec.backend,
+                      meta={**meta, **({} if chat is None else chat.to_dict()),
+                            **({"repeats": records[0].repeats, "sampling_seed": seed,
+                                "generation_kwargs": _plain(lm_task.config.generation_kwargs)}
+                               if records and records[0].repeats > 1 else {})})
         from ..measures.costing import attach_cost
 
         measured = float(counter.get_total_flops()) if counter is not None else None
@@ -464,7 +585,7 @@ def records_from_samples(samples: list[dict[str, Any]], task: TaskSpec,
                                     "aggregated over the corpus)", path=task.source,
                                     key=f"{task.name}.metric", fix="choose a per-item metric such as "
                                     "acc, exact_match or pass@1")
-        args = s["arguments"]
+        args = [tuple(_text(a) if i == 0 else a for i, a in enumerate(arg)) for arg in s["arguments"]]
         gold_text: str | None = None
         requests: list[Request] = []
         choice_logprobs = gold = None
@@ -561,6 +682,92 @@ def _target_text(target: Any) -> str:
     if isinstance(target, (list, tuple)):
         return str(target[0]) if len(target) == 1 else json.dumps([str(t) for t in target])
     return str(target)
+
+
+def _text(value: Any) -> Any:
+    """A request's context as text: chat API requests carry their messages as lm-eval's
+    ``JsonChatStr`` (the messages as a JSON string)."""
+    prompt = getattr(value, "prompt", None)
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(value, (tuple, list)) and len(value) == 1 and isinstance(value[0], str):
+        return value[0]  # the same, after lm-eval's logged samples turned it into a plain tuple
+    return value
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str)) if value is not None else None
+
+
+def _pipeline(lm_task: Any, name: str) -> Any:
+    for ensemble in getattr(lm_task, "_filters", []):
+        if ensemble.name == name:
+            return ensemble
+    return None
+
+
+def with_repeats(records: tuple[ItemRecord, ...], samples: list[dict[str, Any]], lm_task: Any,
+                 task: TaskSpec) -> tuple[ItemRecord, ...]:
+    """Every sample of a repeated task scored on its own, through the task's own lm-eval filter
+    pipeline (without its final take-first step) and metric; the item's score becomes the mean
+    over its k samples (pass@1 averaged over k), and the metric of the most frequent filtered
+    answer (lm-eval's majority vote) is kept for maj@k.
+
+    A pipeline that keeps every repeat (code tasks score their repeats themselves, as pass@k)
+    is left as lm-eval scored it, with the raw samples recorded."""
+    from dataclasses import replace
+
+    from lm_eval.filters.selection import MajorityVoteFilter, TakeFirstFilter
+
+    ensemble = _pipeline(lm_task, task.filter)
+    steps = [] if ensemble is None else [f() for f in ensemble.filters]
+    keeps_all = ensemble is not None and not any(isinstance(f, TakeFirstFilter) for f in steps)
+    steps = [f for f in steps if not isinstance(f, TakeFirstFilter)]
+    by_doc = {int(s["doc_id"]): s for s in samples if s.get("filter") == task.filter} or \
+        {int(s["doc_id"]): s for s in samples}
+    out = []
+    for r in records:
+        s = by_doc[r.doc_id]
+        gens = [str(g) for g in (s["resps"][0] if s.get("resps") else [])]
+        if keeps_all or not gens:
+            out.append(replace(r, samples=tuple(gens)))
+            continue
+        filtered: Any = [gens]
+        for step in steps:
+            filtered = list(step.apply(filtered, [s["doc"]]))
+        answers = [a if isinstance(a, str) else str(a) for a in filtered[0]]
+
+        def score(answer: str, doc: dict[str, Any] = s["doc"]) -> float:
+            return float(lm_task.process_results(doc, [answer])[task.metric])
+
+        scores = tuple(score(a) for a in answers)
+        [[vote]] = [list(v) for v in MajorityVoteFilter().apply([answers], [s["doc"]])]
+        out.append(replace(r, samples=tuple(gens), sample_responses=tuple(answers),
+                           sample_scores=scores, score=sum(scores) / len(scores),
+                           majority_score=score(vote)))
+    return tuple(out)
+
+
+def with_token_logprobs(records: tuple[ItemRecord, ...], samples: list[dict[str, Any]],
+                        log: dict[str, list[tuple[str, Any]]]) -> tuple[ItemRecord, ...]:
+    """Attach the per-token top log-probabilities a chat API returned to each sample of each
+    item, matched by the request's messages and the generated text."""
+    from dataclasses import replace
+
+    pending = {prompt: list(entries) for prompt, entries in log.items()}
+    by_doc = {int(s["doc_id"]): s for s in samples}
+    out = []
+    for r in records:
+        s = by_doc.get(r.doc_id)
+        args = s["arguments"] if s else []
+        prompt = _text(args[0][0]) if args else None
+        entries = pending.get(prompt, []) if isinstance(prompt, str) else []
+        kept = []
+        for gen in (s["resps"][0] if s and s.get("resps") else []):
+            hit = next((i for i, (text, _) in enumerate(entries) if text == gen), None)
+            kept.append(None if hit is None else entries.pop(hit)[1])
+        out.append(replace(r, token_logprobs=tuple(kept)) if any(k is not None for k in kept) else r)
+    return tuple(out)
 
 
 def _weight_bytes(lm: Any) -> int:

@@ -15,9 +15,27 @@ def fmt(x: float | None, digits: int = 3) -> str:
     return "unknown" if x is None else f"{x:.{digits}f}"
 
 
+def repeat_figures(run: TaskRun) -> dict[str, Any]:
+    """pass@1 (the score: mean over items of the share of right samples), pass@k by the unbiased
+    estimator and maj@k (the majority answer's score), for a run whose task samples k > 1 times."""
+    k = run.repeats
+    if k <= 1:
+        return {}
+    counts = [(r.repeats, r.samples_correct) for r in run.records if r.sample_scores is not None]
+    votes = [r.majority_score for r in run.records if r.majority_score is not None]
+    out: dict[str, Any] = {"repeats": k, "pass@1": run.score}
+    if len(counts) == run.n:
+        out[f"pass@{k}"] = stats.mean_pass_at_k(counts, k)
+    if len(votes) == run.n:
+        out[f"maj@{k}"] = sum(votes) / len(votes)
+    return out
+
+
 def score_figures(run: TaskRun) -> dict[str, Any]:
-    lo, hi = stats.wilson_interval(run.successes, run.n)
-    return {"score": run.score, "ci_low": lo, "ci_high": hi, "n": run.n}
+    """Score and interval (Wilson for right/wrong items, a t interval over items for scores
+    averaged over repeated samples: the item is the unit), with pass@k / maj@k under repeats."""
+    lo, hi = stats.score_interval([r.score for r in run.records])
+    return {"score": run.score, "ci_low": lo, "ci_high": hi, "n": run.n, **repeat_figures(run)}
 
 
 def paired(a: TaskRun, b: TaskRun) -> tuple[list[float], list[float]]:

@@ -56,6 +56,32 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     return min(max(center - half, 0.0), share), max(min(center + half, 1.0), share)
 
 
+def score_interval(scores: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Interval for a mean of per-item scores, the item being the unit.
+
+    Right/wrong items (all 0 or 1): Wilson. Items whose score is a mean over k sampled answers
+    (pass@1 averaged over k, ``repeats``) are not k independent trials, since samples of one item
+    are correlated; a Student-t interval on the item means takes both the spread between items
+    and the sampling within them, clipped to [0, 1]. ``(0, 1)`` below two items."""
+    _check_confidence(confidence)
+    values = np.asarray(scores, dtype=float)
+    n = int(values.size)
+    if n == 0 or np.all((values == 0.0) | (values == 1.0)):
+        return wilson_interval(int(values.sum()), n, confidence)
+    if n < 2:
+        return 0.0, 1.0
+    mean = float(values.mean())
+    half = float(scipy_stats().t.ppf(0.5 + confidence / 2, n - 1)) * float(values.std(ddof=1)) / math.sqrt(n)
+    return max(mean - half, 0.0), min(mean + half, 1.0)
+
+
+def mean_pass_at_k(counts: Sequence[tuple[int, int]], k: int) -> float:
+    """Mean over items of the unbiased pass@k, each item given as (samples n, correct c)."""
+    if not counts:
+        return math.nan
+    return float(np.mean([pass_at_k(n, c, k) for n, c in counts]))
+
+
 def mcnemar_exact(b: int, c: int, alternative: str = "greater") -> float:
     """Exact (conditional) McNemar test on the discordant pairs of a paired comparison.
 

@@ -58,9 +58,13 @@ def summary_frame(state: SessionView) -> pd.DataFrame:
             if run is None:
                 rows.append(row)
                 continue
-            lo, hi = stats.wilson_interval(run.successes, run.n)
+            lo, hi = stats.score_interval([r.score for r in run.records])
             row.update(n=run.n, score=run.score, ci_low=lo, ci_high=hi, seconds=run.wall_seconds,
                        from_cache=run.from_cache)
+            if run.repeats > 1:
+                from ..measures.figures import repeat_figures
+
+                row.update({k.replace("@", "_at_"): v for k, v in repeat_figures(run).items()})
             if run.cost is not None:
                 c = run.cost
                 row.update(flops=c.flops, flops_per_item=None if c.flops is None else c.flops / run.n,

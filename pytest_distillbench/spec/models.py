@@ -12,7 +12,7 @@ ROLES = ("teacher", "student", "control")
 # The embedded checkpoints (``zoo:<name>`` paths) ship in the package's ``zoo/`` folder; the
 # code that trains them lives there too, but finding them is a matter of declaring models.
 ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"
-BACKENDS = ("hf", "vllm", "api")
+BACKENDS = ("hf", "vllm", "api", "api-chat")
 
 # Files that decide what a checkpoint computes. The model card (README.md) is left out
 # because it records the fingerprint itself.
@@ -51,6 +51,12 @@ class ModelSpec:
     price_in_per_1k: float | None = None
     price_out_per_1k: float | None = None
     options: tuple[tuple[str, str], ...] = field(default=())  # backend-specific extras
+    # chat models: true applies the checkpoint's own chat template (lm-eval's
+    # apply_chat_template), a path names a Jinja template file to use instead; a suite task may
+    # override all three
+    chat_template: bool | str | None = None
+    system_prompt: str | None = None  # lm-eval's system_instruction
+    fewshot_as_multiturn: bool | None = None  # few-shot examples as turns (chat template only)
 
     def option(self, key: str, default: str | None = None) -> str | None:
         return dict(self.options).get(key, default)

@@ -131,6 +131,19 @@ def _model_from_table(name: str, table: Any, rootdir: Path, where: Path | None,
     schema.validate(schema.ModelTable, table, path=where, prefix=key)
     values = {**defaults, **{k: v for k, v in table.items() if k != "options"}}
     values["path"] = _resolve_path(table["path"], rootdir) if backend == "hf" else table["path"]
+    chat = table.get("chat_template")
+    if chat is not None and not isinstance(chat, (bool, str)):
+        raise DistillbenchError("chat_template must be true, false or the path of a Jinja template",
+                                path=where, key=f"{key}.chat_template",
+                                fix='write chat_template = true (the checkpoint\'s own template) or '
+                                    'chat_template = "templates/chat.jinja"')
+    if isinstance(chat, str):
+        values["chat_template"] = _resolve_path(chat, rootdir)
+    for field_name, kind, example in (("system_prompt", str, '"You are a careful solver."'),
+                                      ("fewshot_as_multiturn", bool, "true")):
+        if table.get(field_name) is not None and not isinstance(table[field_name], kind):
+            raise DistillbenchError(f"{field_name} must be a {kind.__name__}", path=where,
+                                    key=f"{key}.{field_name}", fix=f"write {field_name} = {example}")
     options = tuple(sorted((str(k), str(v)) for k, v in (table.get("options") or {}).items()))
     return ModelSpec(name=name, options=options, **values)
 

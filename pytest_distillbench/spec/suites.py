@@ -12,6 +12,11 @@ A suite is a YAML file::
         lm_eval: {...an inline lm-eval task config...}     # or
         lm_eval_task: gsm8k                                # a built-in lm-eval task, or
         data: {jsonl: mine.jsonl, input: question, target: answer}   # your own data
+        chat_template: false         # optional: override the model's chat settings for this task
+        repeats: 8                   # optional: k samples per item, scored as pass@1 over k
+        temperature: 0.6
+        top_p: 0.95
+        seed: 0
 
 Every problem is reported as one ``DistillbenchError`` naming the file, the key and the fix.
 """
@@ -37,6 +42,10 @@ ISOLATION_LEVELS = ("rlimits", "seccomp", "namespaces")  # sandbox.LEVELS (spec 
 TASK_KEYS = {
     "name", "description", "difficulty", "metric", "thresholds", "lm_eval", "lm_eval_task",
     "data", "generation", "limit",
+    # chat models (override the model's settings for this task)
+    "chat_template", "system_prompt", "fewshot_as_multiturn",
+    # sampling: k samples per item at this temperature / top-p, seeded
+    "repeats", "temperature", "top_p", "seed",
 }
 THRESHOLD_KEYS = {"min", "min_retention", "max_compute_ratio", "min_efficiency", "max_flops_increase"}
 DATA_KEYS = {"jsonl", "bigbench", "input", "target", "choices", "label", "answer_pattern", "filter",
@@ -78,6 +87,10 @@ class TaskSpec:
     data_sha256: str = ""
     template_sha256: str = ""
     limit: int | None = None
+    # per-task overrides of the model's chat settings: (key, value) for the keys the task sets
+    chat: tuple[tuple[str, Any], ...] = ()
+    repeats: int = 1
+    seed: int | None = None  # the sampling seed; None: the session's seed
 
     @property
     def id(self) -> str:
@@ -102,7 +115,8 @@ class TaskSpec:
 
     def lm_eval_config(self) -> dict[str, Any] | str:
         if self.builtin:
-            return self.builtin
+            # sampling overrides of a built-in task ride on its name, as in lm-eval's own YAML
+            return {"task": self.builtin, **copy.deepcopy(self.config)} if self.config else self.builtin
         return {"task": self.lm_task_name, **copy.deepcopy(self.config)}
 
 
@@ -333,16 +347,22 @@ def _load_task(path: Path, suite: str, i: int, raw: Any, allow_code: bool) -> Ta
     limit = raw.get("limit")
     if limit is not None and (not isinstance(limit, int) or limit <= 0):
         raise _fail(path, f"{key}.limit", "must be a positive integer", "write e.g. limit: 100")
+    chat, sampling = _load_chat_and_sampling(path, key, raw)
     common = dict(suite=suite, name=name, description=str(raw.get("description", "")),
-                  difficulty=raw.get("difficulty"), source=path, thresholds=thresholds, limit=limit)
+                  difficulty=raw.get("difficulty"), source=path, thresholds=thresholds, limit=limit,
+                  chat=chat, repeats=int(sampling.get("repeats", 1)), seed=sampling.get("seed"))
 
     if "lm_eval_task" in raw:
         builtin = raw["lm_eval_task"]
         if not isinstance(builtin, str):
             raise _fail(path, f"{key}.lm_eval_task", "must be a task name", "write e.g. lm_eval_task: gsm8k")
+        overrides = _sampling_config(sampling, {}) if sampling else {}
+        template = f"builtin:{builtin}"
+        if sampling:
+            template += ":" + hashlib.sha256(json.dumps(sampling, sort_keys=True).encode()).hexdigest()
         return TaskSpec(metric=metric_name, filter=filter_name or "none", output_type="unknown",
-                        config={}, builtin=builtin, data_sha256=f"builtin:{builtin}",
-                        template_sha256=f"builtin:{builtin}", **common)
+                        config=overrides, builtin=builtin, data_sha256=f"builtin:{builtin}",
+                        template_sha256=template, **common)
 
     if "data" in raw:
         config, data_files = _config_from_user_data(path, key, raw["data"], raw.get("generation"),
@@ -356,6 +376,11 @@ def _load_task(path: Path, suite: str, i: int, raw: Any, allow_code: bool) -> Ta
         config.pop("task", None)
         data_files = _resolve_data_files(path, key, config)
     output_type = config.get("output_type", "generate_until")
+    if sampling and output_type != "generate_until":
+        raise _fail(path, f"{key}.repeats", "repeats, temperature, top_p and seed apply to "
+                    "generation tasks only", "remove them, or make the task output_type: generate_until")
+    if sampling:
+        config = _sampling_config(sampling, config)
     if output_type not in _DEFAULT_METRICS:
         raise _fail(path, f"{key}.lm_eval.output_type", f"unknown output type {output_type!r}",
                     f"use one of: {', '.join(_DEFAULT_METRICS)}")
@@ -366,6 +391,8 @@ def _load_task(path: Path, suite: str, i: int, raw: Any, allow_code: bool) -> Ta
                     "suite if you accept running model-written code in the sandbox")
     _check_metric(path, key, config, output_type, metric_name, filter_name)
     template = {k: v for k, v in config.items() if k not in ("dataset_kwargs", "custom_dataset")}
+    if sampling.get("seed") is not None:
+        template["distillbench_seed"] = sampling["seed"]  # a new seed draws other samples
     resolved = _resolve_functions(config, suite_path=path, key=f"{key}.lm_eval")
     return TaskSpec(
         metric=metric_name, filter=filter_name or _default_filter(config), output_type=output_type,
@@ -373,6 +400,64 @@ def _load_task(path: Path, suite: str, i: int, raw: Any, allow_code: bool) -> Ta
         template_sha256=hashlib.sha256(json.dumps(_stable(template), sort_keys=True).encode()).hexdigest(),
         **common,
     )
+
+
+def _load_chat_and_sampling(path: Path, key: str, raw: dict[str, Any]
+                            ) -> tuple[tuple[tuple[str, Any], ...], dict[str, Any]]:
+    """The task's chat overrides and its sampling keys, checked."""
+    chat = []
+    for name, kinds, fix in (("chat_template", (bool,), "write chat_template: true or false"),
+                             ("system_prompt", (str,), "write system_prompt: \"...\""),
+                             ("fewshot_as_multiturn", (bool,), "write fewshot_as_multiturn: true")):
+        if name in raw:
+            if not isinstance(raw[name], kinds):
+                raise _fail(path, f"{key}.{name}", f"must be {' or '.join(k.__name__ for k in kinds)}, "
+                            f"got {raw[name]!r}", fix)
+            chat.append((name, raw[name]))
+    sampling: dict[str, Any] = {}
+    repeats = raw.get("repeats")
+    if repeats is not None:
+        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+            raise _fail(path, f"{key}.repeats", f"must be a positive integer, got {repeats!r}",
+                        "write e.g. repeats: 8")
+        sampling["repeats"] = repeats
+    for name, low, high in (("temperature", 0.0, 10.0), ("top_p", 0.0, 1.0)):
+        value = raw.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high \
+                or (name == "top_p" and value == 0):
+            raise _fail(path, f"{key}.{name}", f"must be a number in {'(' if name == 'top_p' else '['}"
+                        f"{low}, {high}], got {value!r}", f"write e.g. {name}: 0.6")
+        sampling[name] = float(value)
+    seed = raw.get("seed")
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise _fail(path, f"{key}.seed", f"must be a non-negative integer, got {seed!r}",
+                        "write e.g. seed: 0")
+        sampling["seed"] = seed
+    if sampling.get("repeats", 1) > 1 and not sampling.get("temperature"):
+        raise _fail(path, f"{key}.repeats", "repeats > 1 with greedy decoding gives k identical "
+                    "samples", "add e.g. temperature: 0.6 (and top_p: 0.95) to sample")
+    return tuple(chat), sampling
+
+
+def _sampling_config(sampling: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """lm-eval's own keys for the sampling a task declares: ``repeats`` and the generation
+    kwargs ``do_sample`` / ``temperature`` / ``top_p``."""
+    config = dict(config)
+    if "repeats" in sampling:
+        config["repeats"] = sampling["repeats"]
+    gen = dict(config.get("generation_kwargs") or {})
+    if sampling.get("temperature"):
+        gen.update(do_sample=True, temperature=sampling["temperature"])
+        if "top_p" in sampling:
+            gen["top_p"] = sampling["top_p"]
+    elif "temperature" in sampling:
+        gen.update(do_sample=False, temperature=0.0)
+    if gen:
+        config["generation_kwargs"] = gen
+    return config
 
 
 def _default_filter(config: Mapping[str, Any]) -> str:

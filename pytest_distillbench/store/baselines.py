@@ -22,7 +22,7 @@ from ..spec.suites import TaskSpec
 
 SCHEMA = 1
 # Differences that make a comparison meaningless (error) vs worth a warning only.
-BLOCKING = ("data_sha256", "template_sha256", "metric")
+BLOCKING = ("data_sha256", "template_sha256", "metric", "chat_template", "system_prompt")
 DRIFT = ("lm_eval", "transformers", "torch", "device", "dtype", "batch_size", "seed")
 
 
@@ -80,11 +80,14 @@ def fingerprint_of(run: TaskRun, task: TaskSpec, seed: int) -> dict[str, Any]:
         "batch_size": run.meta.get("batch_size"),
         "seed": seed,
         "device": str(run.meta.get("device", "")).split(":")[0],
+        # the chat template in force (its sha256; "server" behind a chat API); None without one
+        "chat_template": run.meta.get("chat_template_sha256"),
+        "system_prompt": run.meta.get("system_prompt"),
     }
 
 
 def baseline_document(run: TaskRun, task: TaskSpec, role: str, seed: int) -> dict[str, Any]:
-    lo, hi = stats.wilson_interval(run.successes, run.n)
+    lo, hi = stats.score_interval([r.score for r in run.records])
     cost = run.cost
     doc: dict[str, Any] = {
         "schema": SCHEMA,

@@ -18,7 +18,7 @@ def backend_module(name: str) -> ModuleType:
     if name not in BACKENDS:
         raise DistillbenchError(f"unknown backend {name!r}", key="backend",
                                 fix=f"use one of: {', '.join(BACKENDS)}")
-    return importlib.import_module(f"{__name__}.{name}")
+    return importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
 
 
 def load_error(spec: object, exc: BaseException, what: str, fix: str) -> DistillbenchError:
