@@ -13,6 +13,11 @@ import lm_eval.evaluator  # noqa: F401,E402
 import lm_eval.models.huggingface  # noqa: F401,E402
 import pytest
 
+# torch registers operator libraries when torch._dynamo is first imported (transformers' model
+# code pulls it in); imported again after an in-process run dropped it, the registration fails
+import torch._dynamo  # noqa: F401,E402
+import transformers.models.gpt2.modeling_gpt2  # noqa: F401,E402
+
 ZOO = Path(__file__).resolve().parents[1] / "pytest_distillbench" / "zoo"
 
 

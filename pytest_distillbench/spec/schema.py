@@ -27,7 +27,7 @@ from ..errors import DistillbenchError
 
 # kept equal to models.ROLES / models.BACKENDS and settings.VERDICT_METHODS (tests/test_bad_input.py)
 Role = Literal["teacher", "student", "control"]
-Backend = Literal["hf", "vllm", "api"]
+Backend = Literal["hf", "vllm", "api", "api-chat"]
 Verdict = Literal["auto", "mcnemar", "margin", "margin-split"]
 # torch dtype names that lm-eval's HFLM and vLLM accept
 Dtype = Literal["auto", "float32", "float16", "bfloat16", "float64", "float", "half", "double"]
@@ -55,7 +55,7 @@ class ModelTable(_Schema):
     role: Role = Field(description='role = "teacher", "student" or "control"')
     path: str = Field(min_length=1, description='path = "checkpoints/student" (a checkpoint '
                                                 'directory, "zoo:<name>", a hub id or a served name)')
-    backend: Backend = Field("hf", description='backend = "hf", "vllm" or "api"')
+    backend: Backend = Field("hf", description='backend = "hf", "vllm", "api" or "api-chat"')
     dtype: Dtype = Field("float32", description='dtype = "float32", "bfloat16", "float16" or "auto"')
     device: Device = Field("auto", description='device = "auto", "cpu", "cuda" or "cuda:1"')
     batch_size: int = Field(32, ge=1, description="batch_size = 32 (a whole number, at least 1)")
@@ -69,6 +69,10 @@ class ModelTable(_Schema):
     options: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description='options = {max_length = 2048, tokenizer = "path"} '
                                           "(strings, numbers or booleans)")
+    chat_template: bool | str | None = Field(None, description='chat_template = true (the checkpoint\'s '
+                                             'own) or a template file, "templates/chat.jinja"')
+    system_prompt: str | None = Field(None, min_length=1, description='system_prompt = "You are ..."')
+    fewshot_as_multiturn: bool | None = Field(None, description="fewshot_as_multiturn = true or false")
 
 
 class ProjectSettings(_Schema):
@@ -172,12 +176,22 @@ class Task(_Schema):
     data: DataShortcut | None = Field(None, description="data: {jsonl: file.jsonl, input: q, target: a}")
     generation: Generation | None = Field(None, description="generation: {max_gen_toks: 32}")
     limit: int | None = Field(None, ge=1, description="limit: 100 (a whole number, at least 1)")
+    chat_template: bool | str | None = Field(None, description="chat_template: true, false or a "
+                                             "template file")
+    system_prompt: str | None = Field(None, min_length=1, description="system_prompt: 'You are ...'")
+    fewshot_as_multiturn: bool | None = Field(None, description="fewshot_as_multiturn: true or false")
+    repeats: int | None = Field(None, ge=1, description="repeats: 4 (samples per item, at least 1)")
+    temperature: float | None = Field(None, ge=0, description="temperature: 0.6 (>= 0)")
+    top_p: float | None = Field(None, gt=0, le=1, description="top_p: 0.95 (0 < x <= 1)")
+    seed: int | None = Field(None, ge=0, description="seed: 1234 (a whole number, >= 0)")
 
 
 class Suite(_Schema):
     suite: str = Field(pattern=NAME.pattern, description="suite: my_suite (letters, digits, underscores)")
     description: str | None = Field(None, description="description: a sentence")
     allow_code_execution: bool = Field(False, description="allow_code_execution: true or false")
+    # the level's name is checked by suites._require_isolation, which lists the levels
+    require_isolation: str | None = Field(None, description="require_isolation: namespaces")
     tasks: list[dict[str, Any]] = Field(min_length=1, description="a non-empty 'tasks:' list")
 
 
