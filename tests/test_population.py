@@ -28,13 +28,13 @@ from pytest_distillbench.measures.population import (
     choice_order,
     dark_knowledge,
     error_consistency,
-    kendall_tau_b,
     leave_one_out,
     population_statistics,
     population_test,
     wrong_answer_excess,
 )
 from pytest_distillbench.measures.probes import ProbeResult
+from pytest_distillbench.measures.stats import kendall_tau_b
 from pytest_distillbench.records import ItemRecord
 
 ROOT = Path(__file__).resolve().parents[1]

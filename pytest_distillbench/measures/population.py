@@ -132,25 +132,6 @@ def dark_knowledge(teacher: ProbeLike, model: ProbeLike, *, top: int = DARK_TOP,
     return float(np.mean(values)) if values else math.nan
 
 
-def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
-    """Kendall's tau-b, nan when either side is all ties (pairs counted directly: a handful)."""
-    concordant = discordant = ties_x = ties_y = 0
-    n = len(x)
-    for i in range(n):
-        for j in range(i + 1, n):
-            dx, dy = x[i] - x[j], y[i] - y[j]
-            if dx == 0 or dy == 0:
-                ties_x += dx == 0
-                ties_y += dy == 0
-            elif (dx > 0) == (dy > 0):
-                concordant += 1
-            else:
-                discordant += 1
-    pairs = n * (n - 1) // 2
-    denominator = math.sqrt((pairs - ties_x) * (pairs - ties_y))
-    return (concordant - discordant) / denominator if denominator > 0 else math.nan
-
-
 def choice_order(teacher: Sequence[ItemRecord], model: Sequence[ItemRecord]) -> float:
     """Mean Kendall tau-b between the two models' orders of the wrong choices, over the items
     with three or more scored choices (nan with none; an item one model ties counts 0)."""
