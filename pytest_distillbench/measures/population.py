@@ -343,8 +343,14 @@ def _loo_z(matrix: np.ndarray) -> np.ndarray:
     """Each row (model) standardised against the other rows, column by column; a column whose
     other rows do not vary gives +-inf (or 0 on a tie)."""
     n = matrix.shape[0]
-    centred = matrix - matrix.mean(axis=0)  # shift-free sums keep the closed form accurate
-    total, squares = centred.sum(axis=0), (centred**2).sum(axis=0)
+    # Column sums taken over the sorted column, so a model's z depends on the set of models and
+    # not on the order they are listed in (exchangeability, to the last bit: hypothesis found
+    # near-ties at 1e-260 whose rank flipped with the order); centring keeps the closed form
+    # accurate.
+    ordered = np.sort(matrix, axis=0)
+    centre = ordered.mean(axis=0)
+    centred = matrix - centre
+    total, squares = (ordered - centre).sum(axis=0), ((ordered - centre) ** 2).sum(axis=0)
     mean = (total - centred) / (n - 1)
     var = np.maximum((squares - centred**2 - (n - 1) * mean**2) / (n - 2), 0.0)
     sd = np.sqrt(var)
