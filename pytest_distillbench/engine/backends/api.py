@@ -109,16 +109,24 @@ def api_key(spec: ModelSpec) -> str | None:
     return value
 
 
-def model_args(spec: ModelSpec, root: Path | None = None) -> dict[str, Any]:
-    """``ModelSpec`` -> keyword arguments of lm-eval's ``LocalCompletionsAPI`` (without the key)."""
-    unknown = sorted({k for k, _ in spec.options} - _OPTIONS)
+def checked_base_url(spec: ModelSpec, allowed: set[str]) -> str:
+    """The served model's ``options.base_url``, after refusing options the backend does not
+    take (shared by the ``api`` and ``api-chat`` backends)."""
+    unknown = sorted({k for k, _ in spec.options} - allowed)
     if unknown:
-        raise DistillbenchError(f"unknown option {unknown[0]!r} for the api backend",
-                                key=_key(spec, unknown[0]), fix=f"use only: {', '.join(sorted(_OPTIONS))}")
+        raise DistillbenchError(f"unknown option {unknown[0]!r} for the {spec.backend} backend",
+                                key=_key(spec, unknown[0]), fix=f"use only: {', '.join(sorted(allowed))}")
     base_url = spec.option("base_url")
     if not base_url:
-        raise DistillbenchError("the api backend needs options.base_url", key=_key(spec, "base_url"),
+        raise DistillbenchError(f"the {spec.backend} backend needs options.base_url",
+                                key=_key(spec, "base_url"),
                                 fix='add options = {base_url = "http://127.0.0.1:8000/v1"}')
+    return base_url
+
+
+def model_args(spec: ModelSpec, root: Path | None = None) -> dict[str, Any]:
+    """``ModelSpec`` -> keyword arguments of lm-eval's ``LocalCompletionsAPI`` (without the key)."""
+    base_url = checked_base_url(spec, _OPTIONS)
     tokenizer = spec.option("tokenizer")
     backend = spec.option("tokenizer_backend") or ("huggingface" if tokenizer else "none")
     if backend not in TOKENIZER_BACKENDS:

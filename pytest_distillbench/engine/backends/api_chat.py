@@ -30,7 +30,7 @@ from typing import Any
 
 from ...errors import DistillbenchError
 from ...spec.models import ModelSpec
-from .api import _bool_option, _int_option, _key, api_key, available, local_config  # noqa: F401
+from .api import _bool_option, _int_option, _key, api_key, available, checked_base_url, local_config  # noqa: F401
 
 LOGLIKELIHOOD = False  # the evaluator skips log-likelihood tasks on this backend
 _OPTIONS = {"base_url", "num_concurrent", "max_retries", "timeout", "api_key_env", "config",
@@ -53,14 +53,7 @@ def chat_url(base_url: str) -> str:
 
 def model_args(spec: ModelSpec) -> dict[str, Any]:
     """``ModelSpec`` -> keyword arguments of lm-eval's ``LocalChatCompletion`` (without the key)."""
-    unknown = sorted({k for k, _ in spec.options} - _OPTIONS)
-    if unknown:
-        raise DistillbenchError(f"unknown option {unknown[0]!r} for the api-chat backend",
-                                key=_key(spec, unknown[0]), fix=f"use only: {', '.join(sorted(_OPTIONS))}")
-    base_url = spec.option("base_url")
-    if not base_url:
-        raise DistillbenchError("the api-chat backend needs options.base_url", key=_key(spec, "base_url"),
-                                fix='add options = {base_url = "http://127.0.0.1:8000/v1"}')
+    base_url = checked_base_url(spec, _OPTIONS)
     args: dict[str, Any] = dict(
         model=spec.path, base_url=chat_url(base_url), tokenizer_backend=None, tokenized_requests=False,
         num_concurrent=_int_option(spec, "num_concurrent", 1), max_retries=_int_option(spec, "max_retries", 3),
