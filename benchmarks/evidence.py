@@ -48,8 +48,9 @@ sys.path.insert(0, str(ROOT))
 from pytest_distillbench.measures import stats  # noqa: E402
 from pytest_distillbench.measures.evidence import reference_test  # noqa: E402
 from pytest_distillbench.measures.population import (  # noqa: E402
+    evidence_test,
+    pool_tasks,
     population_statistics,
-    population_test,
 )
 from pytest_distillbench.records import ItemRecord, TaskRun  # noqa: E402
 
@@ -122,8 +123,10 @@ def item_only_flag(runs: dict[str, dict[str, TaskRun]], references: Sequence[str
 
 def population_flag(runs: dict[str, dict[str, TaskRun]], references: Sequence[str], *,
                     suspect: str = "suspect", alpha: float = ALPHA, values=None) -> bool:
-    values = population_statistics("teacher", runs) if values is None else values
-    return population_test(values, suspect, references, alpha=alpha).flagged is True
+    """The verdict the plugin gives: tasks pooled by the fixed rule, the strongest tier decides
+    (here the wrong-choice order: the simulation has no probes)."""
+    values = pool_tasks(population_statistics("teacher", runs)) if values is None else values
+    return evidence_test(values, suspect, references, alpha=alpha).flagged is True
 
 
 SUSPECTS = (("independent", "suspect"), *((f"copy {c:.0%}", f"copy-{c:g}") for c in COPY_STRENGTHS))
@@ -131,19 +134,22 @@ SUSPECTS = (("independent", "suspect"), *((f"copy {c:.0%}", f"copy-{c:g}") for c
 
 def cell(spread: float, k: int, *, tables: int, items: int, tasks: int, seed: int,
          iters: int) -> list[tuple[str, float, float]]:
-    """(suspect, item-only flag rate, population flag rate) of one spread and k; the same
-    simulated populations for every suspect (they differ by the copying alone)."""
+    """(suspect, item-only, population, text-only population flag rates) of one spread and k;
+    the same simulated populations for every suspect (they differ by the copying alone)."""
     references = [f"ref-{i:02d}" for i in range(1, k + 1)]
     rng = np.random.default_rng([seed, int(round(spread * 10)), k])
     old = dict.fromkeys((name for _, name in SUSPECTS), 0)
-    new = dict(old)
+    new, text = dict(old), dict(old)
     for _ in range(tables):
         runs = simulate_population(rng, k=k, spread=spread, items=items, tasks=tasks, copies=COPY_STRENGTHS)
-        values = population_statistics("teacher", runs)  # every model's, once
+        values = pool_tasks(population_statistics("teacher", runs))  # every model's, once
+        # a teacher behind a text-only API: the same answers, no choice log-likelihoods
+        answers = pool_tasks(population_statistics("teacher", runs, choices=False))
         for _, name in SUSPECTS:
             old[name] += item_only_flag(runs, references, suspect=name, iters=iters)
             new[name] += population_flag(runs, references, suspect=name, values=values)
-    return [(label, old[name] / tables, new[name] / tables) for label, name in SUSPECTS]
+            text[name] += population_flag(runs, references, suspect=name, values=answers)
+    return [(label, old[name] / tables, new[name] / tables, text[name] / tables) for label, name in SUSPECTS]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     se = math.sqrt(ALPHA * (1 - ALPHA) / args.tables)
     print(f"{args.tables} tables per cell, {args.items} items x {args.tasks} tasks, {CHOICES} choices, "
           f"alpha {ALPHA}; Monte Carlo standard error of a rate of 0.05: {se:.3f}")
-    header = f"{'spread':>6} {'k':>3} {'suspect':<12} {'item-only':>9} {'population':>10} {'method':<16}"
+    header = (f"{'spread':>6} {'k':>3} {'suspect':<12} {'item-only':>9} {'population':>10} "
+              f"{'text-only':>9} {'method':<16}")
     print(header)
     print("-" * len(header))
     started = time.perf_counter()
@@ -178,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         results = (cell(*c, **options) for c in grid)
     for (spread, k), rows in zip(grid, results, strict=True):
         method = "exact rank" if k >= 19 else "Crawford-Howell"
-        for label, old, new in rows:
-            print(f"{spread:>6.1f} {k:>3} {label:<12} {old:>9.3f} {new:>10.3f} {method:<16}", flush=True)
+        for label, old, new, text in rows:
+            print(f"{spread:>6.1f} {k:>3} {label:<12} {old:>9.3f} {new:>10.3f} {text:>9.3f} {method:<16}",
+                  flush=True)
     print(f"({time.perf_counter() - started:.0f} s)")
     return 0
 

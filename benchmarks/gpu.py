@@ -912,7 +912,7 @@ def cross_device(args: argparse.Namespace) -> int:
     from pytest_distillbench.spec.suites import collect_suite_paths, load_suite
     from pytest_distillbench.zoo import checkpoint
 
-    checkpoints = {n: checkpoint(n) for n in ("teacher", "student", "control")
+    checkpoints = {n: checkpoint(n) for n in ("teacher", "student", "control-01")
                    if (checkpoint(n) / "config.json").is_file()}
     if not checkpoints:
         print("cross-device check: no embedded zoo checkpoints are built "

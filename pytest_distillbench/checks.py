@@ -254,34 +254,39 @@ def _available(session: DistillbenchSession, model: str, task: str) -> TaskRun |
 
 
 def check_evidence(session: DistillbenchSession, task: TaskSpec, model: str) -> CheckResult:
-    """``<task>[<model>-evidence]``: the verdict on this task matches the declared expectation."""
-    from .measures.evidence import NO_POWER, UNDETERMINED, describe
+    """``<task>[<model>-evidence]``: the model's verdict (its population test against the
+    controls, see ``measures/evidence.py``) matches the declared expectation; the item carries
+    this task's figures. The verdict pools the model's tasks, so every one of its evidence items
+    carries it (a reference alone, ``scored = false``, has items on tasks it was not evaluated on)."""
+    from .measures.evidence import UNDETERMINED, describe
 
     spec = session.settings.model(model)
     teacher = session.settings.teacher_of(spec)
     assert teacher is not None
-    session.outcome(model, task.id)  # skips when this model's run is unavailable
+    if spec.scored:
+        session.outcome(model, task.id)  # skips when this model's run is unavailable
     session.outcome(teacher.name, task.id)
-    ev = session_evidence(session).get(task.id, model)
-    if ev is None:
-        pytest.skip(f"{task.id}: no evidence for {model} (its runs or its teacher's are unavailable)")
-    figures = {**ev.figures(), "expect_distilled": spec.expect_distilled}
-    if ev.status in (UNDETERMINED, NO_POWER):
-        pytest.skip(f"{task.id}: {model} vs {teacher.name}: {ev.status}: {ev.reason}")
+    result = session_evidence(session)
+    verdict = result.verdict(model)
+    if verdict is None:
+        pytest.skip(f"{task.id}: no evidence for {model} (its runs, its teacher's or its "
+                    "references' are unavailable)")
+    ev = result.get(task.id, model)
+    figures = {**(ev.figures() if ev is not None else {}), "expect_distilled": spec.expect_distilled,
+               "model_flagged": verdict.flagged, "model_p": verdict.p_value,
+               "evidence_kind": ", ".join(verdict.evidence)}
+    if verdict.flagged is None or (ev is not None and ev.status == UNDETERMINED):
+        pytest.skip(f"{task.id}: {model} vs {teacher.name}: undetermined: {verdict.line()}")
     expected = spec.expect_distilled
-    if expected is None or ev.flagged == expected:
+    if expected is None or verdict.flagged == expected:
         return CheckResult(figures)
-    if expected and not ev.flagged:
-        # One task without significance is absence of evidence, not evidence of absence: a model
-        # expected to be distilled fails only when no task of the session flags it.
-        verdict = next((m for m in session_evidence(session).models if m.model == model), None)
-        if verdict is not None and verdict.flagged:
-            figures["model_flagged"] = True
-            return CheckResult(figures)
-    head = (f"{task.id}: {model} was expected to be distilled from {teacher.name} but is not flagged"
-            if expected else
-            f"{task.id}: {model} was expected NOT to be distilled from {teacher.name} but is flagged")
-    return CheckResult(figures, f"{head}\n{describe(ev)}")
+    if expected:
+        head = f"{task.id}: {model} was expected to be distilled from {teacher.name} but is not flagged"
+    else:
+        head = f"{task.id}: {model} was expected NOT to be distilled from {teacher.name} but is flagged"
+    detail = (describe(ev, verdict) if ev is not None else
+              "\n".join([f"  verdict: {verdict.line()}", *(f"    {s}" for s in verdict.strips())]))
+    return CheckResult(figures, f"{head}\n{detail}")
 
 
 def _relative(path: Path, root: Path) -> Path:

@@ -41,7 +41,8 @@ class SuiteFile(pytest.File):
                     fix="rename one of the tasks, or give one of the files another 'suite:' name")))
             _check_threshold_names(self, task, state)
             state.register_task(task)
-            for model in settings.models:
+            scored = [m for m in settings.models if m.scored]
+            for model in scored:
                 yield ScoreItem.from_parent(self, name=f"{task.name}[{model.name}]", task=task,
                                             model=model.name)
             for model in settings.models:
@@ -53,7 +54,7 @@ class SuiteFile(pytest.File):
                 if limits.max_compute_ratio is not None or limits.min_efficiency is not None:
                     yield ComputeItem.from_parent(self, name=f"{task.name}[{model.name}-compute]",
                                                   task=task, model=model.name)
-            for model in settings.models:
+            for model in scored:
                 yield BaselineItem.from_parent(self, name=f"{task.name}[{model.name}-baseline]",
                                                task=task, model=model.name)
             for model in settings.models:

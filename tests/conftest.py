@@ -22,7 +22,7 @@ ZOO = Path(__file__).resolve().parents[1] / "pytest_distillbench" / "zoo"
 
 
 def zoo_ready() -> bool:
-    return all((ZOO / n / "model.safetensors").is_file() for n in ("teacher", "student", "control"))
+    return all((ZOO / n / "model.safetensors").is_file() for n in ("teacher", "student", *(f"control-{i:02d}" for i in range(1, 9))))
 
 
 needs_zoo = pytest.mark.skipif(not zoo_ready(), reason="embedded zoo checkpoints are not built")

@@ -303,11 +303,11 @@ def test_command_line_student_alone_keeps_the_embedded_teacher_and_controls(tmp_
         pytest.skip("embedded zoo checkpoints are not built")
     s = build_settings(SimpleNamespace(distillbench_student=[f"mine={tiny_model}"]), tmp_path)
     assert [(m.name, m.role) for m in s.models] == [
-        ("teacher", "teacher"), ("control", "control"), ("control-b", "control"), ("mine", "student")]
+        ("teacher", "teacher"), *((f"control-{i:02d}", "control") for i in range(1, 9)), ("mine", "student")]
     assert s.model("mine").teacher == "teacher" and s.model("mine").expect_distilled is True
     s = build_settings(SimpleNamespace(distillbench_teacher=str(tiny_model)), tmp_path)
     assert s.teacher is not None and s.teacher.path == str(tiny_model)
-    assert [m.name for m in s.by_role("control")] == ["control", "control-b"]
+    assert [m.name for m in s.by_role("control")] == [f"control-{i:02d}" for i in range(1, 9)]
     # the embedded student's claim was about the embedded teacher: no longer asserted
     assert s.model("student").expect_distilled is None
 

@@ -138,7 +138,7 @@ def test_lifecycle_on_embedded_models(pytester: pytest.Pytester) -> None:
 
     from conftest import ZOO
 
-    AutoModelForCausalLM.from_pretrained(ZOO / "control")
+    AutoModelForCausalLM.from_pretrained(ZOO / "control-01")
 
     suites = Path(__file__).resolve().parents[1] / "suites"
     (pytester.path / "suites").symlink_to(suites)
@@ -163,14 +163,14 @@ def test_lifecycle_on_embedded_models(pytester: pytest.Pytester) -> None:
     run_().assert_outcomes(passed=1)
     # On add_3d the teacher (0.995) is far better than the control (0.73): swapping the
     # checkpoints under the student's name simulates an improved and a degraded student.
-    project("control")
+    project("control-01")
     run_("--distillbench-update-baselines").assert_outcomes(passed=1)
     project("teacher")
     improved = run_()
     improved.assert_outcomes(passed=1)
     assert "improved on its baseline" in improved.stdout.str()
     run_("--distillbench-update-baselines").assert_outcomes(passed=1)
-    project("control")
+    project("control-01")
     degraded = run_()
     degraded.assert_outcomes(failed=1)
     out = degraded.stdout.str()

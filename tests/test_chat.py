@@ -455,7 +455,7 @@ expect_distilled = true
 
 [tool.distillbench.models.control]
 role = "control"
-path = "zoo:control"
+path = "zoo:control-01"
 teacher = "teacher"
 chat_template = "zoo:chat_template.jinja"
 """

@@ -16,22 +16,19 @@ from hypothesis import strategies as st
 from pytest_distillbench.engine.probes import probe_distributions, probe_prompts, summarise
 from pytest_distillbench.measures import stats
 from pytest_distillbench.measures.evidence import (
-    FLAGGED,
-    NO_POWER,
-    NOT_FLAGGED,
     UNDETERMINED,
-    assess_task,
+    assess_session,
     chance_matches,
-    decide,
+    describe,
     discordance_scores,
     kendall_tau_b,
     mean_choice_jsd,
-    model_verdict,
     pair_statistics,
     reference_test,
     references_for,
     wrong_choice_order,
 )
+from pytest_distillbench.measures.population import wrong_answer_excess
 from pytest_distillbench.measures.probes import (
     FULL_VOCAB_MAX,
     ProbeResult,
@@ -103,8 +100,9 @@ def mc_shuffled_copy(logprobs: np.ndarray, gold: np.ndarray, rng: np.random.Gene
     return mc_run_parts(np.array(rows), gold)
 
 
-def verdict(teacher: TaskRun, model: TaskRun, refs: list[TaskRun], alpha: float = 0.05):
-    return decide([assess_task(teacher, model, refs, seed=7)], alpha=alpha)[0]
+def item_test(teacher: TaskRun, model: TaskRun, refs: list[TaskRun]):
+    """The item-only test (no longer the verdict; the calibration benchmark's comparison)."""
+    return reference_test(teacher, model, refs, seed=7)
 
 
 @pytest.fixture
@@ -123,41 +121,34 @@ def tables() -> dict[str, TaskRun]:
     return out
 
 
-def test_copy_of_teacher_is_flagged(tables: dict[str, TaskRun]) -> None:
-    ev = verdict(tables["teacher"], tables["copy"], [tables["control"]])
-    assert ev.status == FLAGGED and ev.flagged is True
-    assert ev.pair.agreement == 1.0 and ev.pair.kappa == 1.0 and ev.pair.same_wrong == 1.0
-    assert ev.test is not None and ev.test.p_value < 1e-3
-    assert "beyond what the controls explain" in ev.reason and "p = " in ev.reason
+def test_item_test_separates_a_copy_from_an_independent_model(tables: dict[str, TaskRun]) -> None:
+    copy = item_test(tables["teacher"], tables["copy"], [tables["control"]])
+    assert copy.p_value < 1e-3 and copy.score > 0
+    pair = pair_statistics(tables["teacher"], tables["copy"])
+    assert pair.agreement == 1.0 and pair.kappa == 1.0 and pair.same_wrong == 1.0
+    independent = item_test(tables["teacher"], tables["independent"], [tables["control"]])
+    assert independent.p_value > 0.05
 
 
-def test_independent_model_of_equal_accuracy_is_not_flagged(tables: dict[str, TaskRun]) -> None:
-    ev = verdict(tables["teacher"], tables["independent"], [tables["control"]])
-    assert abs(ev.pair.accuracy - ev.reference_pairs[0].accuracy) < 0.08
-    assert ev.status == NOT_FLAGGED and ev.flagged is False
-    assert ev.test is not None and ev.test.p_value > 0.05
-
-
-def test_shuffled_copy_is_not_flagged(tables: dict[str, TaskRun]) -> None:
+def test_item_test_shuffled_copy_is_not_copying(tables: dict[str, TaskRun]) -> None:
     teacher, shuffled = tables["teacher"], tables["shuffled"]
     # same accuracy and the same wrong answers overall as the teacher ...
     assert shuffled.score == teacher.score
     assert sorted(r.response for r in shuffled.records) == sorted(r.response for r in teacher.records)
     # ... but none of them copied item by item
-    ev = verdict(teacher, shuffled, [tables["control"]])
-    assert ev.status == NOT_FLAGGED
-    assert abs(ev.pair.kappa) < 0.15
+    assert item_test(teacher, shuffled, [tables["control"]]).p_value > 0.05
+    assert abs(pair_statistics(teacher, shuffled).kappa) < 0.15
 
 
-def test_partial_copy_is_flagged(tables: dict[str, TaskRun]) -> None:
-    ev = verdict(tables["teacher"], tables["partial"], [tables["control"]])
-    assert ev.status == FLAGGED
-    assert ev.pair.same_wrong is not None and ev.pair.same_wrong > ev.reference_pairs[0].same_wrong
+def test_item_test_partial_copy(tables: dict[str, TaskRun]) -> None:
+    assert item_test(tables["teacher"], tables["partial"], [tables["control"]]).p_value < 0.05
+    assert (pair_statistics(tables["teacher"], tables["partial"]).same_wrong
+            > pair_statistics(tables["teacher"], tables["control"]).same_wrong)
 
 
 def test_near_the_floor_shared_wrong_answers_decide() -> None:
     """All models almost always wrong, with many possible wrong answers: right/wrong says
-    nothing, so a model that gives the teacher's wrong answers is flagged through them, and a
+    nothing, so a model that gives the teacher's wrong answers is found through them, and a
     control that is a little more accurate than the other reference is not."""
     rng = np.random.default_rng(8)
     many_wrong = [f"w{k}" for k in range(30)]
@@ -173,10 +164,11 @@ def test_near_the_floor_shared_wrong_answers_decide() -> None:
     student = make_run("student", np.where(copying, t_ok, own_ok), np.where(copying, t_ans, own_ans))
     control = make_run("control", *at_floor(0.0))
     better_control = make_run("better", *at_floor(0.04))
-    flagged = verdict(teacher, student, [control])
-    assert flagged.status == FLAGGED
-    assert flagged.test is not None and flagged.test.same_answer > flagged.test.reference_same_answer
-    assert verdict(teacher, better_control, [control]).status == NOT_FLAGGED
+    found = item_test(teacher, student, [control])
+    assert found.p_value < 0.05 and found.same_answer > found.reference_same_answer
+    assert item_test(teacher, better_control, [control]).p_value > 0.05
+    assert wrong_answer_excess(teacher.records, student.records) > wrong_answer_excess(
+        teacher.records, control.records) + 0.1
 
 
 def test_favourite_wrong_answers_are_not_copying() -> None:
@@ -195,13 +187,15 @@ def test_favourite_wrong_answers_are_not_copying() -> None:
     teacher = make_run("teacher", t_ok, t_ans)
     control = make_run("control", *favouring(0.3, 0.0))
     shuffled = make_run("shuffled", *shuffled_copy(t_ok, t_ans, rng))
-    ev = verdict(teacher, shuffled, [control])
-    assert ev.test is not None and ev.test.all_wrong > 60
-    assert ev.test.same_answer > ev.test.reference_same_answer + 0.1  # raw shares favour it ...
-    assert ev.status == NOT_FLAGGED  # ... chance explains them
+    test = item_test(teacher, shuffled, [control])
+    assert test.all_wrong > 60
+    assert test.same_answer > test.reference_same_answer + 0.1  # raw shares favour it ...
+    assert test.p_value > 0.05  # ... chance explains them
+    # the population statistic subtracts the same chance: near zero for both
+    assert abs(wrong_answer_excess(teacher.records, shuffled.records)) < 0.1
     o_ok, _ = favouring(0.3, 0.0)
     always = make_run("always", o_ok, np.where(o_ok, "gold", "w0"))
-    assert verdict(teacher, always, [control]).status != FLAGGED
+    assert item_test(teacher, always, [control]).p_value > 0.05
 
 
 def test_chance_matches() -> None:
@@ -222,12 +216,12 @@ def test_multiple_choice_tables() -> None:
     shuffled = make_run("shuffled", s_ok, s_ans, logprobs=s_lp, gold=gold)
 
     assert shuffled.score == teacher.score
-    flagged = verdict(teacher, copy, [control])
-    assert flagged.status == FLAGGED and flagged.pair.jsd == pytest.approx(0.0, abs=1e-12)
-    not_flagged = verdict(teacher, shuffled, [control])
-    assert not_flagged.status == NOT_FLAGGED
-    assert not_flagged.pair.jsd is not None and not_flagged.pair.jsd > 0.05
-    assert not_flagged.pair.jsd_items == N
+    assert item_test(teacher, copy, [control]).p_value < 0.05
+    assert pair_statistics(teacher, copy).jsd == pytest.approx(0.0, abs=1e-12)
+    assert item_test(teacher, shuffled, [control]).p_value > 0.05
+    jsd = pair_statistics(teacher, shuffled).jsd
+    assert jsd is not None and jsd > 0.05
+    assert pair_statistics(teacher, shuffled).jsd_items == N
 
 
 def _mc_logits(rng: np.random.Generator, attraction: np.ndarray, gold: np.ndarray, skill: float,
@@ -331,69 +325,6 @@ def test_false_flag_rate_with_shared_difficulty_and_unequal_accuracy(spread: flo
     assert max(flags.values()) <= 11, flags
 
 
-def test_no_reference_is_undetermined(tables: dict[str, TaskRun]) -> None:
-    ev = verdict(tables["teacher"], tables["copy"], [])
-    assert ev.status == UNDETERMINED and ev.flagged is None and ev.test is None
-    assert "no reference model" in ev.reason and "declare a control" in ev.reason
-
-
-def test_ceiling_has_no_power_and_says_why() -> None:
-    ok = np.ones(N, dtype=bool)
-    ok[0] = False
-    answers = np.where(ok, "gold", "w0")
-    teacher = make_run("teacher", ok, answers)
-    student = make_run("student", ok, answers)
-    control = make_run("control", np.ones(N, dtype=bool), np.full(N, "gold"))
-    ev = verdict(teacher, student, [control])
-    assert ev.status == NO_POWER and ev.flagged is None
-    # the one item they split on cannot show whose side the teacher takes more often
-    assert ev.test is not None and ev.test.informative == 0
-    assert "both at ceiling" in ev.reason and "0 of 200" in ev.reason
-
-
-def test_floor_has_no_power_and_says_why() -> None:
-    teacher = make_run("teacher", np.zeros(N, dtype=bool), np.full(N, "7"))
-    student = make_run("student", np.zeros(N, dtype=bool), np.full(N, "7"))
-    control = make_run("control", np.zeros(N, dtype=bool), np.full(N, "1"))
-    ev = verdict(teacher, student, [control])
-    assert ev.status == NO_POWER and "all at the floor" in ev.reason
-    assert ev.test is not None and ev.test.same_answer == 1.0 and ev.test.same_answer_chance == 1.0
-
-
-def test_holm_across_tasks_and_no_power_tasks_leave_the_family(tables: dict[str, TaskRun]) -> None:
-    def on(task: str, name: str, model: str | None = None) -> TaskRun:
-        return replace(tables[name], task=task, model=model or name)
-
-    ok = np.ones(N, dtype=bool)
-    ceiling = [make_run(name, ok, np.full(N, "gold"), task="s/easy") for name in ("teacher", "partial", "control")]
-    # "partial" copies the teacher on task a; on task b it is the shuffled copy
-    raw = [
-        assess_task(on("s/a", "teacher"), on("s/a", "partial"), [on("s/a", "control")], seed=1),
-        assess_task(on("s/b", "teacher"), on("s/b", "shuffled", "partial"), [on("s/b", "control")], seed=1),
-        assess_task(ceiling[0], ceiling[1], [ceiling[2]], seed=1),
-    ]
-    decided = decide(raw, alpha=0.05)
-    assert [ev.status for ev in decided][2] == NO_POWER
-    tested = decided[:2]
-    assert all(ev.family_size == 2 for ev in tested)
-    expected = stats.holm([ev.test.p_value for ev in raw[:2]])
-    assert [ev.p_holm for ev in tested] == pytest.approx(expected)
-    assert tested[0].status == FLAGGED and tested[1].status == NOT_FLAGGED
-    overall = model_verdict(decided, model="partial", teacher="teacher", expect_distilled=True)
-    assert overall.flagged is True and overall.tasks_flagged == ("s/a",)
-    assert overall.tasks_without_power == ("s/easy",) and overall.as_expected is True
-    assert overall.min_p_holm == pytest.approx(tested[0].p_holm)
-    line = overall.line()
-    assert "FLAGGED" in line and "1 of 2 tasks" in line and "as expected" in line
-
-
-def test_decide_rejects_bad_alpha(tables: dict[str, TaskRun]) -> None:
-    from pytest_distillbench.errors import DistillbenchError
-
-    with pytest.raises(DistillbenchError, match="alpha"):
-        decide([assess_task(tables["teacher"], tables["copy"], [tables["control"]])], alpha=1.5)
-
-
 def _settings(*models: ModelSpec) -> Settings:
     return Settings(rootdir=Path("."), models=models, cache_dir=Path(".d"), baselines_dir=Path("b"))
 
@@ -407,6 +338,124 @@ def test_references_for() -> None:
     assert references_for(_settings(teacher, student, control), "control") == ([], "")
     assert references_for(_settings(teacher, student, control, other), "control") == (["other"], "other controls")
     assert references_for(_settings(teacher, student), "student") == ([], "")
+
+
+TASKS = ("s/a", "s/b")
+
+
+def _population(rng: np.random.Generator, controls: int, *, copy: float = 0.6,
+                spread: float = 0.0) -> dict[tuple[str, str], TaskRun]:
+    """Runs of a teacher, a student copying it on ``copy`` of the items, and ``controls``
+    independent models whose accuracy varies by ``spread`` (logit units) between models."""
+    runs: dict[tuple[str, str], TaskRun] = {}
+    skills = {f"c{i}": 0.8 + spread * rng.normal() for i in range(controls)}
+    for task in TASKS:
+        t_ok, t_ans = generation_model(rng, 0.7)
+        runs[("teacher", task)] = make_run("teacher", t_ok, t_ans, task=task)
+        own_ok, own_ans = generation_model(rng, 0.7)
+        mask = rng.random(N) < copy
+        runs[("student", task)] = make_run("student", np.where(mask, t_ok, own_ok),
+                                           np.where(mask, t_ans, own_ans), task=task)
+        for name, skill in skills.items():
+            accuracy = 1.0 / (1.0 + math.exp(-skill))
+            runs[(name, task)] = make_run(name, *generation_model(rng, accuracy), task=task)
+    return runs
+
+
+def _population_settings(controls: int, teacher_backend: str = "hf") -> Settings:
+    return _settings(ModelSpec("teacher", "teacher", "t", backend=teacher_backend),
+                     ModelSpec("student", "student", "s", teacher="teacher", expect_distilled=True),
+                     *(ModelSpec(f"c{i}", "control", f"c{i}", teacher="teacher", expect_distilled=False)
+                       for i in range(controls)))
+
+
+def _pairs(settings: Settings) -> list[tuple[str, str]]:
+    return [(t, m.name) for t in TASKS for m in settings.models if m.role != "teacher"]
+
+
+def test_session_flags_a_copying_student_and_no_control() -> None:
+    settings = _population_settings(6)
+    result = assess_session(settings, _pairs(settings), _population(np.random.default_rng(4), 6), {})
+    student = result.verdict("student")
+    assert student is not None and student.flagged is True and student.as_expected is True
+    assert student.population.method == "parametric" and len(student.population.references) == 6
+    assert student.evidence == ("text",)  # no probes, no multiple choice: answers only
+    # the tasks are pooled by a fixed rule: one statistic per kind, not one per task
+    assert {t.statistic.label for t in student.population.tests} == {"kappa", "same_wrong_answer"}
+    assert student.tasks == TASKS
+    (teacher, calibration), = result.calibration
+    assert teacher == "teacher" and calibration.passed is True
+    for i in range(6):
+        control = result.verdict(f"c{i}")
+        assert control is not None and control.flagged is False, control.line()
+        assert control.reference_kind == "other controls" and len(control.population.references) == 5
+        # a control's verdict is taken on the Holm-adjusted p of the calibration family
+        assert control.p_value is not None and control.p_value >= control.population.p_value
+    ev = result.get("s/a", "student")
+    assert ev is not None and ev.references == tuple(f"c{i}" for i in range(6))
+    assert {t.statistic.name for t in ev.tests} == {"kappa", "same_wrong_answer"}
+    assert all(t.rank >= 1 for t in ev.tests)
+    text = describe(ev, student)
+    assert "rank" in text and "[" in text and "Crawford-Howell" in text and "pooled" in text
+    doc = json.loads(json.dumps(result.to_dict()))
+    assert doc["models"]["student"]["flagged"] is True and doc["calibration"]["teacher"]["passed"] is True
+    assert doc["models"]["student"]["statistics"][0]["references"]
+
+
+def test_a_failed_calibration_turns_a_flag_into_undetermined() -> None:
+    """One "control" copies the teacher too: the calibration check catches it, and the student,
+    beyond the controls, is not accused on a population that does not calibrate."""
+    settings = _population_settings(6)
+    runs = _population(np.random.default_rng(4), 6, copy=0.9)
+    rng = np.random.default_rng(9)
+    for task in TASKS:
+        teacher, own = runs[("teacher", task)], runs[("c0", task)]
+        mask = rng.random(N) < 0.6
+        records = tuple(t if m else o for t, o, m in zip(teacher.records, own.records, mask, strict=True))
+        runs[("c0", task)] = replace(own, records=records)
+    result = assess_session(settings, _pairs(settings), runs, {})
+    (_, calibration), = result.calibration
+    assert calibration.passed is False and calibration.flagged == ("c0",)
+    assert result.verdict("c0").flagged is True
+    student = result.verdict("student")
+    assert student.population.flagged is True and student.flagged is None
+    assert "calibration check failed (c0 flagged" in student.line()
+    assert all(ev.status == UNDETERMINED for ev in result.tasks if ev.model == "student")
+
+
+def test_session_with_one_control_is_undetermined_never_a_flag() -> None:
+    settings = _population_settings(1)
+    result = assess_session(settings, _pairs(settings), _population(np.random.default_rng(5), 1), {})
+    for name in ("student", "c0"):
+        verdict = result.verdict(name)
+        assert verdict is not None and verdict.flagged is None and verdict.as_expected is None
+        assert "needs at least two references" in verdict.population.reason
+    assert all(ev.status == UNDETERMINED for ev in result.tasks)
+
+
+def test_session_leaves_out_a_task_a_reference_lacks_and_says_so() -> None:
+    settings = _population_settings(4)
+    runs: dict = _population(np.random.default_rng(6), 4)
+    runs[("c2", "s/b")] = "the model failed to load"
+    result = assess_session(settings, _pairs(settings), runs, {})
+    assert result.get("s/b", "student") is None and result.get("s/a", "student") is not None
+    assert any("s/b [student]" in s and "c2 (the model failed to load)" in s for s in result.skipped)
+    student = result.verdict("student")
+    assert student is not None and student.tasks == ("s/a",)
+
+
+def test_session_an_independent_student_of_a_spread_population_is_not_flagged() -> None:
+    """The student copies nothing; the controls differ from each other by a model-level spread
+    in accuracy. Over 40 seeds the student is flagged at most 6 times (Binomial(40, 0.05): 99th
+    percentile 6), the controls' calibration fails at most as often."""
+    flags = calibration_fails = 0
+    settings = _population_settings(6)
+    for seed in range(40):
+        runs = _population(np.random.default_rng(100 + seed), 6, copy=0.0, spread=0.6)
+        result = assess_session(settings, _pairs(settings), runs, {})
+        flags += bool(result.verdict("student").flagged)
+        calibration_fails += result.calibration[0][1].passed is False
+    assert flags <= 6 and calibration_fails <= 6, (flags, calibration_fails)
 
 
 # -- properties ----------------------------------------------------------------------------------------
@@ -621,52 +670,56 @@ def _project(root: Path, models: dict[str, tuple[str, Path, bool | None]]) -> No
 
 
 @pytest.fixture(scope="module")
-def tiny_model_c(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_controls(tmp_path_factory: pytest.TempPathFactory, tiny_model_b: Path) -> list[Path]:
+    """Four independent random models: a population of references."""
     from conftest import build_tiny_model
 
-    return build_tiny_model(tmp_path_factory.mktemp("tinyc") / "model", seed=3)
+    root = tmp_path_factory.mktemp("controls")
+    return [tiny_model_b, *(build_tiny_model(root / f"m{seed}", seed=seed) for seed in (3, 4, 5))]
+
+
+def _with_controls(teacher: Path, copy: tuple[Path, bool | None], controls: list[Path],
+                   expect: bool | None = False) -> dict[str, tuple[str, Path, bool | None]]:
+    return {"teacher": ("teacher", teacher, None), "copy": ("student", *copy),
+            **{f"ref{i}": ("control", path, expect) for i, path in enumerate(controls)}}
 
 
 def test_plugin_flags_a_copy_and_not_independent_models(pytester: pytest.Pytester, tiny_model: Path,
-                                                        tiny_model_b: Path, tiny_model_c: Path) -> None:
-    """A "student" that is the teacher's own checkpoint is flagged; two other models are not.
-
-    Which of two independent models looks closer to the teacher is partly a draw at the level of
-    the models, which item sampling does not cover (README "Known limits"): with a single
-    reference each, some pairs of random models are flagged. These seeds are a pair that is not."""
-    _project(pytester.path, {"teacher": ("teacher", tiny_model, None),
-                             "copy": ("student", tiny_model, True),
-                             "other": ("control", tiny_model_b, False),
-                             "third": ("control", tiny_model_c, False)})
+                                                        tiny_controls: list[Path]) -> None:
+    """A "student" that is the teacher's own checkpoint is flagged against four independent
+    models; none of them is flagged against the other three (leave-one-out)."""
+    _project(pytester.path, _with_controls(tiny_model, (tiny_model, True), tiny_controls))
     result = pytester.runpytest("-p", "no:cacheprovider", "--distillbench", "suites", "-k", "evidence",
                                 "--distillbench-json", "run.json", "-rs")
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=5)
     out = result.stdout.str()
-    assert "distillation evidence" in out and "verdict per model:" in out
-    assert "copy: FLAGGED as distilled from teacher" in out and "relative to the controls" in out
-    assert "other: not flagged" in out and "relative to the other controls" in out
+    assert "distillation evidence" in out and "verdict per model" in out
+    assert "copy: FLAGGED as distilled from teacher" in out and "Crawford-Howell" in out
+    assert "ref0: not flagged" in out and "calibration (each control against the others" in out
+    assert "passed: no control flagged" in out and "rank 1 of 5" in out
     section = json.loads((pytester.path / "run.json").read_text())["sections"]["evidence"]
     models = section["models"]
     assert models["copy"]["flagged"] is True and models["copy"]["as_expected"] is True
-    assert models["other"]["flagged"] is False and models["third"]["flagged"] is False
+    assert "logit" in models["copy"]["evidence"]  # the tiny models share the teacher's tokenizer
+    assert all(models[f"ref{i}"]["flagged"] is False for i in range(4))
+    assert section["calibration"]["teacher"]["passed"] is True
     rows = {row["model"]: row for row in section["tasks"]}
     assert rows["copy"]["agreement"] == 1.0 and rows["copy"]["jsd"] == 0.0
-    assert rows["copy"]["references"] == "other, third" and rows["copy"]["p_holm"] < 0.05
-    assert rows["other"]["references"] == "third"
+    assert rows["copy"]["references"] == "ref0, ref1, ref2, ref3"
+    assert rows["ref0"]["references"] == "ref1, ref2, ref3"
 
 
 def test_plugin_fails_a_wrong_expectation(pytester: pytest.Pytester, tiny_model: Path,
-                                          tiny_model_b: Path, tiny_model_c: Path) -> None:
-    _project(pytester.path, {"teacher": ("teacher", tiny_model, None),
-                             "copy": ("student", tiny_model, False),
-                             "other": ("control", tiny_model_b, True),
-                             "third": ("control", tiny_model_c, None)})
+                                          tiny_controls: list[Path]) -> None:
+    models = _with_controls(tiny_model, (tiny_model, False), tiny_controls, expect=None)
+    models["ref0"] = ("control", tiny_controls[0], True)
+    _project(pytester.path, models)
     result = pytester.runpytest("-p", "no:cacheprovider", "--distillbench", "suites", "-k", "evidence")
     result.assert_outcomes(failed=2)
     out = result.stdout.str()
     assert "copy was expected NOT to be distilled from teacher but is flagged" in out
-    assert "other was expected to be distilled from teacher but is not flagged" in out
-    assert "kappa" in out and "(reference)" in out and "Traceback" not in out
+    assert "ref0 was expected to be distilled from teacher but is not flagged" in out
+    assert "kappa" in out and "(reference)" in out and "rank" in out and "Traceback" not in out
 
 
 def test_plugin_a_lone_control_is_undetermined(pytester: pytest.Pytester, tiny_model: Path,
@@ -675,18 +728,18 @@ def test_plugin_a_lone_control_is_undetermined(pytester: pytest.Pytester, tiny_m
                              "copy": ("student", tiny_model, True),
                              "other": ("control", tiny_model_b, False)})
     result = pytester.runpytest("-p", "no:cacheprovider", "--distillbench", "suites", "-k", "evidence", "-rs")
-    result.assert_outcomes(passed=1, skipped=1)
+    result.assert_outcomes(skipped=2)
     out = result.stdout.str()
-    assert "other vs teacher: undetermined: no reference model" in out and "a second one" in out
-    assert "other: undetermined, no reference model" in out
+    assert "undetermined (needs at least two references, has 1)" in out
+    assert "undetermined (needs at least two references, has 0)" in out
+    assert "FLAGGED" not in out
 
 
 @needs_zoo
 @pytest.mark.slow
-def test_embedded_models_student_flagged_and_every_silent_task_says_why(pytester: pytest.Pytester) -> None:
-    """The zoo's student is flagged relative to its two controls; every task that does not
-    separate says why. The controls carry no evidence items by default (each would have one
-    reference; see the default models in settings)."""
+def test_embedded_models_student_flagged_and_no_control(pytester: pytest.Pytester) -> None:
+    """The zoo's student is flagged against its eight controls, and no control is flagged
+    against the other seven (Holm over the eight leave-one-out tests)."""
     suites = Path(__file__).resolve().parents[1] / "suites"
     (pytester.path / "suites").symlink_to(suites)
     result = pytester.runpytest("-p", "no:cacheprovider", "--distillbench", "suites/math.yaml",
@@ -695,21 +748,17 @@ def test_embedded_models_student_flagged_and_every_silent_task_says_why(pytester
     doc = json.loads((pytester.path / "run.json").read_text())
     section = doc["sections"]["evidence"]
     models = section["models"]
-    assert set(models) == {"student"}
+    assert set(models) == {"student", *(f"control-{i:02d}" for i in range(1, 9))}
     assert models["student"]["flagged"] is True, models["student"]["summary"]
     assert models["student"]["as_expected"] is True
-    outcomes = {(i["task"].split("/")[1], f"{i['model']}-{i['kind']}"): i["outcome"]
-                for i in doc["items"].values()}
+    for name, verdict in models.items():
+        if name != "student":
+            assert verdict["flagged"] is False, verdict["summary"]
+    assert section["calibration"]["teacher"]["passed"] is True
     for row in section["tasks"]:
         assert row["reason"], row
-        assert row["references"] == "control, control-b", row
-        outcome = outcomes[(row["task"].split("/")[1], f"{row['model']}-evidence")]
-        if row["status"] == "no power":
-            assert outcome == "skipped", row
-        else:  # the student is flagged overall, so a task that alone is not still passes
-            assert outcome == "passed", row
     out = result.stdout.str()
-    assert "student: FLAGGED as distilled from teacher" in out and "why not flagged:" in out
+    assert "student: FLAGGED as distilled from teacher" in out and "passed: no control flagged" in out
     assert result.parseoutcomes().get("failed", 0) == 0
 
 

@@ -376,7 +376,7 @@ def test_measuring_moe_restores_the_experts_implementation():
     assert model.config._experts_implementation == before
 
 
-ZOO_ROLES = ["teacher", "student", "control"]
+ZOO_ROLES = ["teacher", "student", "control-01"]
 
 
 @pytest.mark.parametrize("role", ZOO_ROLES)

@@ -28,7 +28,9 @@ from pytest_distillbench.measures.population import (
     choice_order,
     dark_knowledge,
     error_consistency,
+    evidence_test,
     leave_one_out,
+    pool_tasks,
     population_statistics,
     population_test,
     wrong_answer_excess,
@@ -333,3 +335,54 @@ def test_on_simulated_records_an_independent_suspect_is_not_flagged_beyond_the_n
                                                                  tasks=2), [f"ref-{i:02d}" for i in range(1, 9)])
                  for _ in range(10))
     assert copies >= 8
+
+
+# -- pooling the tasks and the tiers of evidence -------------------------------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.floats(-1, 1), min_size=3, max_size=3), min_size=3, max_size=6),
+       st.integers(0, 2), st.randoms(use_true_random=False))
+def test_pool_tasks_is_the_mean_over_tasks_every_model_has(rows, missing_task, rnd) -> None:
+    tasks = ["t0", "t1", "t2"]
+    values = {f"m{i}": {Statistic(TEXT, "kappa", t): v for t, v in zip(tasks, row, strict=True)}
+              for i, row in enumerate(rows)}
+    values["m0"][Statistic(TEXT, "kappa", tasks[missing_task])] = math.nan  # undefined for one model
+    values["m1"][C] = 0.5  # a pooled statistic passes through
+    pooled = pool_tasks(values)
+    kept = [t for t in tasks if t != tasks[missing_task]]
+    for i, row in enumerate(rows):
+        expected = np.mean([v for t, v in zip(tasks, row, strict=True) if t in kept])
+        assert pooled[f"m{i}"][Statistic(TEXT, "kappa")] == pytest.approx(expected)
+    assert pooled["m1"][C] == 0.5 and all(not s.task for row in pooled.values() for s in row)
+    # the models' order does not matter
+    names = list(values)
+    rnd.shuffle(names)
+    assert pool_tasks({n: values[n] for n in names}) == pooled
+
+
+def test_evidence_test_decides_on_the_strongest_tier_and_shows_the_others() -> None:
+    logit, text = Statistic(LOGIT, "dark_knowledge"), Statistic(TEXT, "kappa")
+    refs = [[0.10, 0.30], [0.15, 0.25], [0.12, 0.28], [0.18, 0.31], [0.11, 0.27]]
+    # far beyond the controls on kappa, ordinary on the logits: not flagged, kappa shown
+    values, names = table([0.13, 0.90], refs, stats=(logit, text))
+    verdict = evidence_test(values, "s", names)
+    assert verdict.flagged is False and verdict.evidence == (LOGIT,)
+    assert [t.statistic for t in verdict.supporting] == [text] and verdict.supporting[0].p_adjusted < 0.05
+    # beyond them on the logits: flagged, whatever kappa says
+    values, names = table([0.60, 0.20], refs, stats=(logit, text))
+    assert evidence_test(values, "s", names).flagged is True
+    # no logits for one model: the text tier decides
+    values, names = table([0.13, 0.90], refs, stats=(logit, text))
+    values["r00"][logit] = math.nan
+    verdict = evidence_test(values, "s", names)
+    assert verdict.flagged is True and verdict.evidence == (TEXT,) and not verdict.supporting
+    # fewer than two references: undetermined on any tier
+    assert evidence_test(values, "s", names[:1]).status == UNDETERMINED
+
+
+def test_leave_one_out_uses_the_tiers() -> None:
+    logit, text = Statistic(LOGIT, "dark_knowledge"), Statistic(TEXT, "kappa")
+    refs = [[0.10, 0.30], [0.15, 0.25], [0.12, 0.28], [0.18, 0.31], [0.11, 0.27], [0.14, 0.95]]
+    values, names = table([0.13, 0.29], refs, stats=(logit, text))
+    assert leave_one_out(values, [*names, "s"]).passed is True  # r05 stands out on kappa alone
+    assert leave_one_out(values, [*names, "s"], tiered=False).flagged == ("r05",)

@@ -299,6 +299,35 @@ class Evaluator:
             self._fingerprints[spec.name] = model_fingerprint(spec)
         return self._fingerprints[spec.name]
 
+    def _evidence_tasks(self, spec: ModelSpec, pending: list[str]) -> list[str]:
+        """A reference alone (``scored = false``) is evaluated only where the evidence reads it:
+        its probes, and the tasks whose teacher run carries per-task evidence
+        (``measures.population.carries_evidence``); the teacher is evaluated first to know.
+        On pytest-xdist workers the shares are fixed in advance, so every planned task runs."""
+        from ..measures.population import carries_evidence
+
+        teacher = self.settings.teacher_of(spec)
+        if teacher is None:
+            return pending
+        keep = []
+        for task in pending:
+            if task == PROBE:
+                keep.append(task)
+                continue
+            try:
+                run = self.result(teacher.name, task)
+            except DistillbenchError:
+                keep.append(task)  # the evidence will say the teacher is unavailable
+                continue
+            if isinstance(run, TaskRun) and not carries_evidence(run):
+                where = "right" if all(r.correct for r in run.records) else "wrong"
+                self.results[(spec.name, task)] = Unavailable(
+                    f"{spec.name} is a reference only (scored = false) and {teacher.name} is {where} "
+                    f"on every item of {task}, so no statistic of the evidence reads it: not evaluated")
+            else:
+                keep.append(task)
+        return keep
+
     def _cache_path(self, key: str) -> Path:
         return self.settings.cache_dir / "cache" / f"{key}.json"
 
@@ -307,6 +336,8 @@ class Evaluator:
 
         wanted = self.planned.get(spec.name, []) if tasks is None else tasks
         pending = [t for t in wanted if (spec.name, t) not in self.results]
+        if not spec.scored and self.shard is None:
+            pending = self._evidence_tasks(spec, pending)
         if not pending:
             return
         backend = backend_module(spec.backend)

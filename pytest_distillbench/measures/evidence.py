@@ -1,10 +1,28 @@
-"""Distillation evidence: does a model share the teacher's answers and mistakes beyond what
-models that never saw the teacher (the controls) do?
+"""Distillation evidence: is a model more like the teacher than models that never saw it?
 
-Accuracy cannot answer "was this model distilled from ours?"; the item-by-item pattern of
-shared answers and shared mistakes can, measured against models trained without the teacher.
+Accuracy cannot answer "was this model distilled from ours?"; what a model shares with the
+teacher beyond what its recipe explains can, measured against a *population* of models trained
+without the teacher (the controls).
 
-Descriptive figures per task and (teacher, model) pair, on the items all compared runs share:
+**The verdict** is :mod:`measures.population`'s, per model: every statistic (logit-level dark
+knowledge on the probe prompts, the order of the wrong choices, error consistency and identical
+wrong answers, the per-task ones pooled over the tasks) is computed the same way for the suspect
+and for every control; the suspect is flagged when it lies beyond the controls' spread on the
+strongest kind of evidence every model has (an exact rank test over models with 19 or more
+controls, Crawford-Howell's t with fewer; :func:`population.evidence_test`), the weaker kinds
+reported beside it as supporting evidence.
+A control is tested against the other controls, and the controls' leave-one-out tests are the
+calibration check, Holm over them: a recipe whose controls get flagged makes any flag
+meaningless, and a control's own verdict is taken on that Holm-adjusted p.
+
+Why not item by item: the test this module ran before (:func:`reference_test`, kept as the
+calibration benchmark's comparison) treats items as the only randomness. Two models trained on
+the same labels differ from each other by more than item sampling explains, so it accused
+independent models (the embedded `control-b` against `control` on 2 of 7 tasks, Holm p 7e-4;
+8% / 20% / 30% of simulated tables at model-to-model spread 0 / 0.3 / 0.6 at a nominal 5%).
+
+Descriptive figures per task and (teacher, model) pair, on the items all compared runs share,
+printed beside the references' means (they explain, they do not decide):
 
 * **agreement**: share of items where the two give the same answer (two right answers count
   as the same, so code that passes counts even when it is written differently);
@@ -14,72 +32,16 @@ Descriptive figures per task and (teacher, model) pair, on the items all compare
 * **JSD** (multiple choice): mean Jensen-Shannon divergence between the two models' choice
   distributions (softmax of the choice log-likelihoods), in nats;
 * **probe** (models sharing the teacher's tokenizer): top-1 next-token agreement and mean
-  KL(teacher || model) after the task's probe prompts (see ``measures/probes.py``).
+  KL(teacher || model) after the task's probe prompts (see ``measures/probes.py``). Closeness
+  of probabilities grows with accuracy and calibration, so divergences stay descriptive; the
+  rank-based dark-knowledge statistic is what the verdict reads.
 
-The verdict (one per task and model) weighs three fingerprints of copying, item by item:
-
-* **shared right/wrong pattern**: on the items where the model and a reference differ in being
-  right (one right, the other wrong), is the teacher right more often where the model is the
-  right one? Per item the score is ``[teacher right] - q`` where the model is right and ``q -
-  [teacher right]`` where the reference is, with ``q`` the teacher's accuracy on those items.
-  How *many* items each side wins is left out, so accuracy does not enter: when each model's
-  chance of being right is a logistic function of its skill minus the item's difficulty (the
-  Rasch model), the items the model wins and those the reference wins have the same mix of
-  difficulties however far apart the two skills are, and the teacher is right on the same share
-  of both. A copy of the teacher is right where the teacher is and wrong where it is. (Per-item
-  kappa terms, used before, are corrected for the two accuracies but not for how varied the
-  items are: on a code task of easy and hard operations a control 0.19 more accurate than the
-  other was "flagged" at p = 0.0002 (0.0022 after Holm); the test below gives it p = 0.09.)
-* **shared wrong answers**: on the items that the teacher, the model and every reference got
-  wrong, whether the model gave the teacher's wrong answer, beyond the matches its answer
-  frequencies give by chance (see :func:`wrong_answer_scores`: a model with one favourite
-  answer, or the teacher's wrong answers moved to other items, is not copying). Conditioning
-  on "all wrong" keeps accuracy out of it; it is what tells models apart near the floor, where
-  right/wrong carries no information, and it is empty on two-choice tasks (one wrong answer).
-* **order of the wrong choices** (multiple choice with three or more choices): Kendall tau
-  between the teacher's and the model's ranking of the wrong choices, the "dark knowledge"
-  that distillation hands on. Ranks do not move with a model's temperature or with how much
-  it favours the right answer.
-
-The per-item differences from the references' mean, each part scaled to unit length (so none
-dominates by its units), are added into one per-item score. The divergences (JSD, probe KL)
-stay descriptive: closeness of probabilities grows with accuracy and with calibration, so
-they would accuse honest models. In simulated 4-choice tables (200 items, alpha 0.05), a
-paired JSD test flagged an independent model 4 points more accurate than the control in 17%
-of tables and an equally accurate but less confident one in 39%; the wrong-choice order
-flagged either in 1%, and a model whose logits mix in 20% of the teacher's in 73%.
-
-* **References**: a student (or any non-control) is compared with every control, a control
-  with the other controls. With none the verdict is *undetermined*, never guessed. Students are
-  not used as references for a control: they are not independent of the teacher, and a control
-  would be "flagged" wherever a student happens to track the teacher less than it does (on an
-  under-trained zoo build that accused the control on one task at Holm p = 0.01).
-* **Test**: the summed score goes into a one-sided Monte Carlo randomisation test whose null
-  hypothesis is that the model and its references relate to the teacher in the same way, item
-  by item (:func:`stats.side_permutation_test`). The wrong-answer and wrong-order parts flip
-  signs item by item, as a paired sign-flip test does. The right/wrong part shuffles which of
-  the split items the model wins while keeping how many it wins, so its null distribution
-  conditions on the accuracy gap, as Fisher's exact test conditions on a 2x2 table's margins;
-  flipping those signs one by one would treat "the more accurate model wins most split items"
-  as evidence (it flagged a control 0.19 more accurate than the other at p = 1e-4). Scaling
-  by the lengths keeps it a valid randomisation test: no length changes under either move.
-* **Power**: an item informs the test only when the model and its references differ in
-  agreeing with the teacher (right/wrong, the wrong answer, or the wrong choices' order). With k such items no outcome
-  gives p below 2**-k, so a task where 2**-k >= alpha can never be flagged. It is reported as
-  *no power*, with the reason (e.g. both at ceiling), and, in the spirit of Tarone's procedure
-  for discrete tests, left out of the multiple-testing family, so it costs the other tasks
-  nothing.
-* **Calibration**: with 200 items, independent models whose errors correlate through shared
-  item difficulty were flagged in 1-5% of simulated tables at alpha 0.05, also when the model
-  was far more (or less) accurate than the control; a model copying the teacher on 20% / 40%
-  of items was flagged in about 45% / 93% (``tests/test_evidence.py`` keeps a smaller check).
-* **Multiple tasks**: Holm across a model's tasks. A model is flagged overall when any task is
-  flagged after Holm. That keeps the chance of wrongly flagging a model that never saw the
-  teacher at or below alpha whatever the dependence between tasks, and it says *where* the
-  evidence is; Fisher's or Stouffer's combination would add power when a small effect is spread
-  over many tasks but assumes independent tasks and cannot name one.
-
-There is no absolute cutoff on any statistic: "flagged" always means "beyond the references".
+The item-only test, :func:`reference_test`: per task, shared right/wrong pattern (on the items
+where the model and a reference differ in being right, is the teacher right more often where
+the model is?), shared wrong answers on the items all got wrong beyond the matches answer
+frequencies give by chance, and the order of the wrong choices, in one one-sided randomisation
+test over items. Valid when the models are fixed and only the items are random; it is not the
+verdict (see above).
 """
 
 from __future__ import annotations
@@ -87,33 +49,46 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.special import softmax
 
-from ..errors import DistillbenchError
 from ..records import ItemRecord, TaskRun
 from . import stats
+from .population import (
+    CHOICE,
+    EXACT,
+    LOGIT,
+    METHOD_NAMES,
+    PARAMETRIC,
+    TEXT,
+    Calibration,
+    PopulationVerdict,
+    Statistic,
+    StatisticTest,
+    carries_evidence,
+    evidence_test,
+    fmt_p,
+    leave_one_out,
+    pool_tasks,
+    population_statistics,
+    population_test,
+)
 from .probes import ProbeResult, probe_agreement
 from .stats import kendall_tau_b
 
 if TYPE_CHECKING:
     from ..spec.settings import Settings
 
-FLAGGED, NOT_FLAGGED, NO_POWER, UNDETERMINED = "flagged", "not flagged", "no power", "undetermined"
-TEST_DESCRIPTION = ("shared right/wrong pattern (the teacher's accuracy where the model, not the "
-                    "reference, is right), shared wrong answers "
-                    "(items all got wrong) and order of the wrong choices, against the references; "
-                    "one-sided randomisation test over items (signs flipped, split items' sides "
-                    "shuffled), Holm across each model's tasks")
-# Accuracies further apart than this make kappa comparisons approximate; the reason says so.
-ACCURACY_GAP_NOTE = 0.10
-# A teacher right on all but this many items leaves too few mistakes to fingerprint.
-CEILING_ERRORS = 2
-# Models that score at most this are "at the floor" in explanations.
-FLOOR_ACCURACY = 0.05
+FLAGGED, NOT_FLAGGED, UNDETERMINED = "flagged", "not flagged", "undetermined"
+TEST_DESCRIPTION = ("population test over models on the strongest evidence every model has "
+                    "(logit-level dark knowledge, else wrong-choice order, else error consistency "
+                    "and identical wrong answers, pooled over tasks; weaker kinds shown as "
+                    "supporting), against the controls' spread: exact rank test with 19+ "
+                    "controls, Crawford-Howell t with fewer; controls checked leave-one-out, "
+                    "Holm over them")
 
 
 # -- per-pair statistics -------------------------------------------------------------------------
@@ -396,7 +371,7 @@ def reference_test(teacher: TaskRun, model: TaskRun, references: Sequence[TaskRu
         informative=int(informative.sum()), teacher_errors=int((~t_ok).sum()))
 
 
-# -- verdicts ------------------------------------------------------------------------------------
+# -- verdicts: the population test ---------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ProbeSummary:
@@ -409,7 +384,8 @@ class ProbeSummary:
 
 @dataclass(frozen=True)
 class TaskEvidence:
-    """One model's evidence on one task; ``status`` and ``reason`` are set by :func:`decide`."""
+    """One model's figures on one task beside its references', and this task's statistics in
+    the model's population test (the verdict itself is the model's: :class:`ModelVerdict`)."""
 
     task: str
     model: str
@@ -418,11 +394,9 @@ class TaskEvidence:
     reference_kind: str  # "controls", "other controls", or "" with no reference
     pair: PairStatistics
     reference_pairs: tuple[PairStatistics, ...]
-    test: ReferenceTest | None
+    tests: tuple[StatisticTest, ...] = ()  # this task's statistics in the model's test
     probe: ProbeSummary | None = None
-    p_holm: float | None = None
-    family_size: int = 0
-    status: str = UNDETERMINED
+    status: str = UNDETERMINED  # flagged: the model is flagged and a statistic of this task is
     reason: str = ""
 
     @property
@@ -451,149 +425,51 @@ class TaskEvidence:
             "reference_jsd": self._reference_mean("jsd"),
             "reference_wrong_order": self._reference_mean("wrong_order"),
             "status": self.status, "flagged": self.flagged, "reason": self.reason,
-            "p_holm": self.p_holm, "family_size": self.family_size,
         }
-        if self.test is not None:
-            out.update(kappa_difference=self.test.kappa_difference, all_wrong=self.test.all_wrong,
-                       same_answer_all_wrong=self.test.same_answer,
-                       reference_same_answer_all_wrong=self.test.reference_same_answer,
-                       same_answer_chance=self.test.same_answer_chance,
-                       reference_same_answer_chance=self.test.reference_same_answer_chance,
-                       test_score=self.test.score, p_value=self.test.p_value,
-                       informative_items=self.test.informative,
-                       teacher_errors=self.test.teacher_errors)
+        for t in self.tests:
+            name = t.statistic.name
+            out.update({name: t.suspect, f"{name}_references": t.reference_mean,
+                        f"{name}_rank": t.rank, f"{name}_p": t.p_value, f"{name}_p_adjusted": t.p_adjusted})
         if self.probe is not None:
             out.update(probe_prompts=self.probe.prompts, probe_top1=self.probe.top1,
                        probe_kl=self.probe.kl)
         return out
 
 
-def assess_task(teacher: TaskRun, model: TaskRun, references: Sequence[TaskRun], *,
-                reference_kind: str = "controls", seed: int = 0,
-                probe: ProbeSummary | None = None, iters: int = 10000) -> TaskEvidence:
-    """Statistics and the raw test of one model on one task (no multiple-testing adjustment)."""
-    hashes = common_items([teacher, model, *references])
-    if not hashes:
-        raise ValueError(f"{teacher.model}, {model.model} and the references share no items on {teacher.task}")
-    return TaskEvidence(
-        task=teacher.task, model=model.model, teacher=teacher.model,
-        references=tuple(r.model for r in references),
-        reference_kind=reference_kind if references else "",
-        pair=pair_statistics(teacher, model, hashes, seed=seed),
-        reference_pairs=tuple(pair_statistics(teacher, r, hashes, seed=seed) for r in references),
-        test=reference_test(teacher, model, references, hashes, seed=seed, iters=iters) if references else None,
-        probe=probe)
-
-
-def fmt_p(p: float | None) -> str:
-    if p is None:
-        return "-"
-    return f"{p:.2e}" if p < 1e-3 else f"{p:.4f}"
-
-
-def _no_power_reason(ev: TaskEvidence, alpha: float) -> str:
-    test = ev.test
-    assert test is not None
-    accuracies = [ev.pair.accuracy] + [r.accuracy for r in ev.reference_pairs]
-    needed = math.floor(math.log2(1.0 / alpha)) + 1
-    where = (f"only {test.informative} of {test.n} items separate {ev.model} from the "
-             f"{ev.reference_kind} in agreeing with {ev.teacher}; at least {needed} are needed "
-             f"to reach alpha {alpha:g}")
-    if test.teacher_errors <= CEILING_ERRORS and min(accuracies) >= 0.95:
-        return (f"both at ceiling: {ev.teacher} is wrong on {test.teacher_errors} of {test.n} items "
-                f"and {ev.model} and the {ev.reference_kind} score {min(accuracies):.2f} or more, so "
-                f"agreeing with the teacher shows competence, not copying ({where})")
-    if test.teacher_errors <= CEILING_ERRORS:
-        return (f"{ev.teacher} is almost never wrong ({test.teacher_errors} of {test.n} items): too "
-                f"few mistakes to fingerprint ({where})")
-    best = max([ev.pair.teacher_accuracy, *accuracies])
-    if best <= FLOOR_ACCURACY:
-        return (f"all at the floor: no model scores above {best:.2f}, so right/wrong carries no "
-                f"information, and the wrong answers shared with {ev.teacher} are as many as their "
-                f"answer frequencies give by chance ({where})")
-    return where
-
-
-def _test_figures(ev: TaskEvidence) -> str:
-    test = ev.test
-    assert test is not None
-    theirs = ev._reference_mean("kappa")
-    text = (f"kappa {ev.pair.kappa:.3f} vs {fmt_num(theirs, 3)} for the {ev.reference_kind} "
-            f"({', '.join(ev.references)})")
-    if test.answer_items and test.same_answer is not None and test.reference_same_answer is not None:
-        text += (f"; on the {test.all_wrong} items all got wrong, the teacher's wrong answer "
-                 f"{test.same_answer:.2f} vs {test.reference_same_answer:.2f} (by chance, from how "
-                 f"often each gives each answer: {fmt_num(test.same_answer_chance)} vs "
-                 f"{fmt_num(test.reference_same_answer_chance)})")
-    if test.order_items and test.wrong_order is not None and test.reference_wrong_order is not None:
-        text += (f"; order of the wrong choices on {test.order_items} items: Kendall tau "
-                 f"{test.wrong_order:.2f} vs {test.reference_wrong_order:.2f}")
-    return text
-
-
-def _verdict_reason(ev: TaskEvidence, alpha: float) -> tuple[str, str]:
-    test = ev.test
-    assert test is not None and ev.p_holm is not None
-    family = f"Holm over {ev.family_size} task{'s' if ev.family_size != 1 else ''}"
-    figures = _test_figures(ev)
-    if ev.p_holm < alpha and test.score > 0:
-        return FLAGGED, (f"{ev.model} agrees with {ev.teacher} beyond what the {ev.reference_kind} "
-                         f"explain (p = {fmt_p(test.p_value)}, {fmt_p(ev.p_holm)} after {family}): {figures}")
-    if test.score <= 0:
-        why = f"{ev.model} is no closer to {ev.teacher} than the {ev.reference_kind}"
-    else:
-        why = f"{ev.model} is closer to {ev.teacher} than the {ev.reference_kind}, but not beyond chance"
-    notes = [f"{why} (p = {fmt_p(test.p_value)}, {fmt_p(ev.p_holm)} after {family} >= alpha "
-             f"{alpha:g}): {figures}"]
-    if test.teacher_errors < 10:
-        notes.append(f"{ev.teacher} is wrong on only {test.teacher_errors} of {test.n} items, so "
-                     "there are few mistakes to share")
-    ref_acc = ev._reference_mean("accuracy")
-    if ref_acc is not None and abs(ev.pair.accuracy - ref_acc) > ACCURACY_GAP_NOTE:
-        notes.append(f"accuracies differ ({ev.model} {ev.pair.accuracy:.2f}, {ev.reference_kind} "
-                     f"{ref_acc:.2f}); kappa compares models of unequal accuracy only approximately")
-    return NOT_FLAGGED, "; ".join(notes)
-
-
-def decide(evidence: Sequence[TaskEvidence], alpha: float = 0.05) -> list[TaskEvidence]:
-    """Status and reason of every task, with Holm's adjustment across each model's tasks."""
-    if not 0.0 < alpha < 1.0:
-        raise DistillbenchError(f"alpha must lie strictly between 0 and 1, got {alpha}", key="alpha")
-    out = list(evidence)
-    for model in dict.fromkeys(ev.model for ev in out):
-        rows = [i for i, ev in enumerate(out) if ev.model == model]
-        family = []
-        for i in rows:
-            ev = out[i]
-            if ev.test is None:
-                out[i] = replace(ev, status=UNDETERMINED, reason=(
-                    f"no reference model: nothing tells how much a model that never saw "
-                    f"{ev.teacher} agrees with it; declare a control (similar size and data, trained "
-                    "without the teacher), or a second one to check a control"))
-            elif ev.test.min_p >= alpha:
-                out[i] = replace(ev, status=NO_POWER, reason=_no_power_reason(ev, alpha))
-            else:
-                family.append(i)
-        adjusted = stats.holm([out[i].test.p_value for i in family])  # type: ignore[union-attr]
-        for i, p_holm in zip(family, adjusted, strict=True):
-            ev = replace(out[i], p_holm=p_holm, family_size=len(family))
-            status, reason = _verdict_reason(ev, alpha)
-            out[i] = replace(ev, status=status, reason=reason)
-    return out
-
-
 @dataclass(frozen=True)
 class ModelVerdict:
+    """Is ``model`` distilled from ``teacher``? Its population test against the references."""
+
     model: str
     teacher: str
     expect_distilled: bool | None
-    flagged: bool | None  # None: no task could tell
-    tasks_flagged: tuple[str, ...]
-    tasks_tested: tuple[str, ...]
-    tasks_without_power: tuple[str, ...]
-    min_p_holm: float | None
-    reference_kind: str
+    reference_kind: str  # "controls" or "other controls" (a control left out of the population)
+    population: PopulationVerdict
+    # The p-value the verdict is taken on: the population test's family-wise p, or for a control
+    # Holm's adjustment over every control's leave-one-out test (the calibration family), so the
+    # chance that any control that never saw the teacher is flagged stays at alpha.
+    p_value: float | None
+    tasks: tuple[str, ...] = ()
     probe: ProbeSummary | None = None
+    # controls flagged by the calibration check: with any, a suspect's flag means nothing (the
+    # recipe's own controls look distilled), so it becomes undetermined, never an accusation
+    miscalibrated: tuple[str, ...] = ()
+
+    @property
+    def alpha(self) -> float:
+        return self.population.alpha
+
+    @property
+    def flagged(self) -> bool | None:
+        if self.population.status == UNDETERMINED or self.p_value is None:
+            return None
+        if self.p_value <= self.alpha and self.miscalibrated and self.reference_kind != "other controls":
+            return None
+        return self.p_value <= self.alpha
+
+    @property
+    def evidence(self) -> tuple[str, ...]:
+        return self.population.evidence
 
     @property
     def as_expected(self) -> bool | None:
@@ -602,21 +478,24 @@ class ModelVerdict:
         return self.flagged == self.expect_distilled
 
     def line(self) -> str:
-        if self.flagged is None:
-            head = (f"{self.model}: undetermined, no task could separate it from the references"
-                    if self.reference_kind else f"{self.model}: undetermined, no reference model")
-        elif self.flagged:
-            best = f"smallest Holm-adjusted p = {fmt_p(self.min_p_holm)}"
-            head = (f"{self.model}: FLAGGED as distilled from {self.teacher} on {len(self.tasks_flagged)} "
-                    f"of {len(self.tasks_tested)} tasks ({best}; {', '.join(self.tasks_flagged)})")
+        v = self.population
+        if self.flagged is None and v.status != UNDETERMINED:
+            parts = [f"{self.model}: undetermined: beyond the controls (p = {fmt_p(self.p_value)}), but "
+                     f"the calibration check failed ({', '.join(self.miscalibrated)} flagged against "
+                     "the other controls), so the controls do not tell what an independent model "
+                     "looks like on this evidence"]
+        elif self.flagged is None:
+            parts = [f"{self.model}: {v.reason}"]
         else:
-            head = (f"{self.model}: not flagged on any of {len(self.tasks_tested)} tasks "
-                    f"(smallest Holm-adjusted p = {fmt_p(self.min_p_holm)})")
-        parts = [head]
-        if self.reference_kind:
-            parts.append(f"relative to the {self.reference_kind}")
-        if self.tasks_without_power:
-            parts.append(f"{len(self.tasks_without_power)} task(s) without power")
+            short = {LOGIT: "logit", CHOICE: "choice", TEXT: "text"}
+            family = (", Holm over the controls' leave-one-out tests"
+                      if self.reference_kind == "other controls" else "")
+            word = f"FLAGGED as distilled from {self.teacher}" if self.flagged else "not flagged"
+            method = {EXACT: "exact rank test", PARAMETRIC: "Crawford-Howell t"}.get(v.method, v.method)
+            parts = [f"{self.model}: {word} (p = {fmt_p(self.p_value)}{family}; {method}, "
+                     f"{len(v.references)} {self.reference_kind}, {len(v.tests)} "
+                     f"statistic{'' if len(v.tests) == 1 else 's'}; "
+                     f"evidence: {', '.join(short[k] for k in v.evidence) or 'none'})"]
         if self.probe is not None and self.probe.top1 is not None:
             parts.append(f"probe top-1 {self.probe.top1:.2f}, KL {self.probe.kl:.3f} nats "
                          f"over {self.probe.prompts} prompts")
@@ -626,21 +505,14 @@ class ModelVerdict:
             parts.append(f"expected {expected}: {verdict}")
         return "; ".join(parts)
 
-
-def model_verdict(evidence: Sequence[TaskEvidence], *, model: str, teacher: str,
-                  expect_distilled: bool | None, probe: ProbeSummary | None = None) -> ModelVerdict:
-    """Overall verdict of one model: flagged if any task is flagged after Holm."""
-    mine = [ev for ev in evidence if ev.model == model]
-    tested = [ev for ev in mine if ev.status in (FLAGGED, NOT_FLAGGED)]
-    flagged = tuple(ev.task for ev in tested if ev.status == FLAGGED)
-    holm = [ev.p_holm for ev in tested if ev.p_holm is not None]
-    kinds = [ev.reference_kind for ev in mine if ev.reference_kind]
-    return ModelVerdict(
-        model=model, teacher=teacher, expect_distilled=expect_distilled,
-        flagged=(bool(flagged) if tested else None), tasks_flagged=flagged,
-        tasks_tested=tuple(ev.task for ev in tested),
-        tasks_without_power=tuple(ev.task for ev in mine if ev.status == NO_POWER),
-        min_p_holm=min(holm) if holm else None, reference_kind=kinds[0] if kinds else "", probe=probe)
+    def strips(self, limit: int = 6) -> list[str]:
+        """The suspect's statistic beside the references', most telling first: the logit
+        statistic, then the smallest p-values."""
+        v = self.population
+        lines = [f"{t.statistic.label:<20} {t.strip()}, p {fmt_p(t.p_adjusted)}" for t in v.tests]
+        lines += [f"{t.statistic.label:<20} {t.strip()}, p {fmt_p(t.p_adjusted)} (supporting)"
+                  for t in v.supporting]
+        return lines[:limit]
 
 
 # -- the session -----------------------------------------------------------------------------------
@@ -651,22 +523,43 @@ class SessionEvidence:
     tasks: tuple[TaskEvidence, ...]
     models: tuple[ModelVerdict, ...]
     skipped: tuple[str, ...] = ()  # (task, model) pairs whose runs were unavailable, with why
+    calibration: tuple[tuple[str, Calibration], ...] = ()  # per teacher: the controls' check
 
     def get(self, task: str, model: str) -> TaskEvidence | None:
         return next((ev for ev in self.tasks if ev.task == task and ev.model == model), None)
 
+    def verdict(self, model: str) -> ModelVerdict | None:
+        return next((m for m in self.models if m.model == model), None)
+
     def to_dict(self) -> dict[str, Any]:
+        def tests(v: PopulationVerdict) -> list[dict[str, Any]]:
+            return [_clean({"kind": t.statistic.kind, "statistic": t.statistic.name,
+                            "task": t.statistic.task, "suspect": t.suspect,
+                            "references": list(t.references), "rank": t.rank, "score": t.score,
+                            "p": t.p_value, "p_adjusted": t.p_adjusted}) for t in v.tests]
+
         return {
             "alpha": self.alpha, "test": TEST_DESCRIPTION,
             "tasks": [{"task": ev.task, "model": ev.model, **_clean(ev.figures())} for ev in self.tasks],
-            "models": {m.model: _clean({
+            "models": {m.model: {**_clean({
                 "teacher": m.teacher, "expect_distilled": m.expect_distilled, "flagged": m.flagged,
-                "as_expected": m.as_expected, "tasks_flagged": list(m.tasks_flagged),
-                "tasks_tested": list(m.tasks_tested), "tasks_without_power": list(m.tasks_without_power),
-                "min_p_holm": m.min_p_holm, "reference_kind": m.reference_kind,
+                "as_expected": m.as_expected, "p_value": m.p_value,
+                "population_p": m.population.p_value, "method": m.population.method,
+                "assumption": m.population.assumption, "status": m.population.status,
+                "references": ", ".join(m.population.references), "reference_kind": m.reference_kind,
+                "evidence": ", ".join(m.evidence), "tasks": ", ".join(m.tasks),
                 "probe_top1": None if m.probe is None else m.probe.top1,
-                "probe_kl": None if m.probe is None else m.probe.kl, "summary": m.line()})
+                "probe_kl": None if m.probe is None else m.probe.kl, "summary": m.line(),
+                "reason": m.population.reason}),
+                "statistics": tests(m.population),
+                "supporting": [_clean({"kind": t.statistic.kind, "statistic": t.statistic.name,
+                                       "suspect": t.suspect, "references": list(t.references),
+                                       "rank": t.rank, "p_adjusted": t.p_adjusted})
+                               for t in m.population.supporting],
+                "left_out": [f"{s.label}: {why}" for s, why in m.population.skipped]}
                 for m in self.models},
+            "calibration": {teacher: {"passed": c.passed, "lines": c.lines()}
+                            for teacher, c in self.calibration},
             "skipped": list(self.skipped),
         }
 
@@ -675,10 +568,17 @@ def _clean(data: dict[str, Any]) -> dict[str, Any]:
     return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in data.items()}
 
 
+def fmt_num(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
 def references_for(settings: Any, model: str) -> tuple[list[str], str]:
-    """The controls other than ``model`` and how to name them (see the module docstring)."""
+    """The controls of ``model``'s teacher other than ``model``, and how to name them. Students
+    are never references: they are not independent of the teacher."""
     spec = settings.model(model)
-    controls = [m.name for m in settings.models if m.role == "control" and m.name != model]
+    teacher = settings.teacher_of(spec)
+    controls = [m.name for m in settings.models if m.role == "control" and m.name != model
+                and teacher is not None and settings.teacher_of(m) == teacher]
     if not controls:
         return [], ""
     return controls, "other controls" if spec.role == "control" else "controls"
@@ -697,50 +597,143 @@ def probe_summary(teacher: ProbeResult | None, other: ProbeResult | None,
                         kl=figures["probe_kl"], exact=figures["probe_exact"], note=figures["probe_note"])
 
 
+def _restrict(values: Mapping[str, Mapping[Statistic, float]], tasks: set[str]
+              ) -> dict[str, dict[Statistic, float]]:
+    """Only the pooled statistics and those of ``tasks``."""
+    return {m: {s: v for s, v in row.items() if not s.task or s.task in tasks} for m, row in values.items()}
+
+
+def _restrict_task(values: Mapping[str, Mapping[Statistic, float]], task: str
+                   ) -> dict[str, dict[Statistic, float]]:
+    """Only the statistics of ``task``."""
+    return {m: {s: v for s, v in row.items() if s.task == task} for m, row in values.items()}
+
+
+def _task_status(verdict: ModelVerdict, tests: Sequence[StatisticTest]) -> tuple[str, str]:
+    """A task's row carries the model's verdict and, to show where the model stands, this
+    task's statistics beside the references' (rank and a one-statistic p, descriptive)."""
+    v = verdict.population
+    shown = "; ".join(f"{t.statistic.name} {t.suspect:.3f} vs {t.reference_mean:.3f} +- "
+                      f"{fmt_num(t.reference_sd, 3)} (rank {t.rank} of {len(t.references) + 1})"
+                      for t in tests) or "no statistic of this task defined for every model"
+    if verdict.flagged is None:
+        return UNDETERMINED, verdict.line()
+    head = (f"{verdict.model} is {'flagged' if verdict.flagged else 'not flagged'} (p = "
+            f"{fmt_p(verdict.p_value)}, {METHOD_NAMES.get(v.method, v.method)}, statistics pooled "
+            "over the tasks)")
+    return (FLAGGED if verdict.flagged else NOT_FLAGGED), f"{head}; on this task: {shown}"
+
+
 def assess_session(settings: Settings, pairs: Iterable[tuple[str, str]],
                    runs: Mapping[tuple[str, str], TaskRun | str],
                    probes: Mapping[str, ProbeResult]) -> SessionEvidence:
     """Evidence for the (task, model) pairs asked for, from runs that are done: ``runs`` maps
     (model, task) to its run or to why it is unavailable; ``probes`` maps model to its probe
-    distributions. Pure: the face gathers the runs, this decides."""
-    assessed: list[TaskEvidence] = []
-    skipped: list[str] = []
+    distributions. Pure: the face gathers the runs, this decides.
+
+    Per teacher, every statistic is computed for the suspects and for all of the teacher's
+    controls on the tasks they all have (:func:`population.population_statistics`); each suspect
+    is tested against the controls (a control against the other controls), and the controls'
+    leave-one-out tests are the calibration check (Holm over them)."""
     pairs = sorted(set(pairs))
-    for task_id, model in pairs:
+    alpha = settings.alpha
+    method = getattr(settings, "evidence_method", "auto")
+    skipped: list[str] = []
+    assessed: list[TaskEvidence] = []
+    verdicts: list[ModelVerdict] = []
+    calibrations: list[tuple[str, Calibration]] = []
+    by_teacher: dict[str, list[str]] = {}
+    for _, model in pairs:
         teacher = settings.teacher_of(settings.model(model))
-        if teacher is None:
-            continue
-        names, kind = references_for(settings, model)
-        got = {name: runs.get((name, task_id), "not evaluated") for name in [teacher.name, model, *names]}
-        missing = [f"{n} ({r})" for n, r in got.items() if isinstance(r, str)]
-        if isinstance(got[teacher.name], str) or isinstance(got[model], str):
-            skipped.append(f"{task_id} [{model}]: runs unavailable: {'; '.join(missing)}")
-            continue
-        refs = [r for n in names if isinstance(r := got[n], TaskRun)]
-        trun, mrun = got[teacher.name], got[model]
-        assert isinstance(trun, TaskRun) and isinstance(mrun, TaskRun)
-        task_prompts = {r.prompt for r in trun.records}
-        probe = probe_summary(probes.get(teacher.name), probes.get(model), task_prompts)
-        ev = assess_task(trun, mrun, refs, reference_kind=kind if refs else "",
-                         seed=settings.seed, probe=probe)
-        assessed.append(ev)
-        if missing:
-            skipped.append(f"{task_id} [{model}]: references left out: {'; '.join(missing)}")
-    decided = decide(assessed, alpha=settings.alpha)
-    verdicts = []
-    for model in dict.fromkeys(ev.model for ev in decided):
-        spec = settings.model(model)
-        teacher = settings.teacher_of(spec)
-        assert teacher is not None
-        verdicts.append(model_verdict(
-            decided, model=model, teacher=teacher.name, expect_distilled=spec.expect_distilled,
-            probe=probe_summary(probes.get(teacher.name), probes.get(model))))
-    return SessionEvidence(alpha=settings.alpha, tasks=tuple(decided), models=tuple(verdicts),
-                           skipped=tuple(skipped))
+        if teacher is not None and model not in by_teacher.setdefault(teacher.name, []):
+            by_teacher[teacher.name].append(model)
+    for teacher, suspects in by_teacher.items():
+        controls = [m.name for m in settings.models if m.role == "control"
+                    and (t := settings.teacher_of(m)) is not None and t.name == teacher]
+        wanted = {m: {t for t, x in pairs if x == m} for m in suspects}
+        tasks = sorted(set().union(*wanted.values()))
+        everyone = list(dict.fromkeys([teacher, *suspects, *controls]))
+        usable: dict[str, dict[str, TaskRun]] = {n: {} for n in everyone}
+        quiet: dict[str, dict[str, TaskRun]] = {n: {} for n in everyone}  # tasks without evidence
+        for task in tasks:
+            trun = runs.get((teacher, task))
+            if isinstance(trun, TaskRun) and not carries_evidence(trun):
+                # the teacher is right (or wrong) on every item: no per-task statistic, and a
+                # reference alone is not even evaluated here; the models' rows still show
+                for n in everyone:
+                    if isinstance(r := runs.get((n, task)), TaskRun):
+                        quiet[n][task] = r
+                continue
+            got = {n: runs.get((n, task), "not evaluated") for n in everyone}
+            missing = {n: r for n, r in got.items() if isinstance(r, str)}
+            if missing:
+                # a model without the task would make its statistics undefined for everyone:
+                # the task leaves the population, and the report says why
+                for m in suspects:
+                    if task in wanted[m]:
+                        skipped.append(f"{task} [{m}]: runs unavailable: "
+                                       + "; ".join(f"{n} ({r})" for n, r in missing.items()))
+                continue
+            for n, r in got.items():
+                assert isinstance(r, TaskRun)
+                usable[n][task] = r
+        teacher_probe = probes.get(teacher)
+        text_only = settings.model(teacher).backend == "api-chat" or teacher_probe is None
+        per_task = population_statistics(teacher, usable, probes, logits=teacher_probe is not None)
+        values = pool_tasks(per_task)
+        calibration = leave_one_out(values, controls, alpha=alpha, method=method)
+        calibrations.append((teacher, calibration))
+        loo = {v.suspect: (v, p) for v, p in zip(calibration.verdicts, calibration.p_holm, strict=True)}
+        for model in suspects:
+            spec = settings.model(model)
+            names, kind = references_for(settings, model)
+            mine = set(wanted[model]) & set(usable[model])
+            if spec.role == "control" and model in loo and mine == set(usable[model]):
+                # the same test the calibration ran, on every task the controls share: the
+                # Holm-adjusted p over the leave-one-out family decides
+                population, p = loo[model]
+            else:
+                population = evidence_test(pool_tasks(_restrict(per_task, mine)), model, names,
+                                           alpha=alpha, method=method)
+                p = population.p_value
+            verdict = ModelVerdict(model=model, teacher=teacher, expect_distilled=spec.expect_distilled,
+                                   reference_kind=kind, population=population, p_value=p,
+                                   tasks=tuple(sorted(mine)),
+                                   probe=probe_summary(teacher_probe, probes.get(model)),
+                                   miscalibrated=calibration.flagged)
+            verdicts.append(verdict)
+            shown = sorted(mine | (set(wanted[model]) & set(quiet[model]) & set(quiet[teacher])))
+            for task in shown:
+                source = usable if task in mine else quiet
+                trun, mrun = source[teacher][task], source[model][task]
+                refs = [source[n][task] for n in names if task in source[n]]
+                hashes = common_items([trun, mrun, *refs])
+                if not hashes:
+                    skipped.append(f"{task} [{model}]: the runs share no items")
+                    continue
+                # this task's statistics beside the references', descriptive: the verdict
+                # reads them pooled over the tasks
+                tests = population_test(_restrict_task(per_task, task), model, names, alpha=alpha,
+                                        method=method).tests
+                status, reason = _task_status(verdict, tests)
+                if task not in mine:
+                    where = "right" if all(r.correct for r in trun.records) else "wrong"
+                    reason += (f" ({teacher} is {where} on every item of this task, so no per-task "
+                               "statistic reads it)")
+                task_prompts = {r.prompt for r in trun.records}
+                assessed.append(TaskEvidence(
+                    task=task, model=model, teacher=teacher, references=tuple(r.model for r in refs),
+                    reference_kind=kind if refs else "",
+                    pair=pair_statistics(trun, mrun, hashes, seed=settings.seed),
+                    reference_pairs=tuple(pair_statistics(trun, r, hashes, seed=settings.seed) for r in refs),
+                    tests=tests, status=status, reason=reason,
+                    probe=None if text_only else probe_summary(teacher_probe, probes.get(model), task_prompts)))
+    return SessionEvidence(alpha=alpha, tasks=tuple(assessed), models=tuple(verdicts),
+                           skipped=tuple(skipped), calibration=tuple(calibrations))
 
 
-def describe(ev: TaskEvidence) -> str:
-    """Multi-line account of one task's evidence, for failure messages."""
+def describe(ev: TaskEvidence, verdict: ModelVerdict | None = None) -> str:
+    """Multi-line account of one task's evidence (and the model's verdict), for failure messages."""
     def pair_line(p: PairStatistics, label: str) -> str:
         return (f"  {label}: accuracy {p.accuracy:.3f}, agreement {p.agreement:.3f}, kappa "
                 f"{p.kappa:.3f} [{fmt_num(p.kappa_low, 3)}, {fmt_num(p.kappa_high, 3)}], same wrong "
@@ -750,12 +743,8 @@ def describe(ev: TaskEvidence) -> str:
 
     lines = [pair_line(ev.pair, f"{ev.model} (teacher accuracy {ev.pair.teacher_accuracy:.3f})")]
     lines += [pair_line(r, f"{r.model} (reference)") for r in ev.reference_pairs]
-    if ev.test is not None:
-        lines.append(f"  test: {TEST_DESCRIPTION}; n={ev.test.n}, {ev.test.informative} informative "
-                     f"items, teacher wrong on {ev.test.teacher_errors}")
-    lines.append(f"  verdict: {ev.status}: {ev.reason}")
+    if verdict is not None:
+        lines.append(f"  verdict: {verdict.line()}")
+        lines += [f"    {line}" for line in verdict.strips()]
+    lines.append(f"  this task: {ev.status}: {ev.reason}")
     return "\n".join(lines)
-
-
-def fmt_num(x: float | None, digits: int = 2) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"

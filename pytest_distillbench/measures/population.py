@@ -23,6 +23,10 @@ The statistics (higher = more like the teacher), by the evidence they need:
   Geirhos et al. 2020) and :func:`wrong_answer_excess`, identical wrong answers on the items
   both got wrong beyond the matches the two models' answer frequencies give by chance.
 
+The per-task statistics are combined by a fixed rule before the test (:func:`pool_tasks`: the
+mean over the tasks where a statistic is defined for every model), so a verdict rests on at
+most four statistics: dark knowledge, wrong-choice order, kappa and identical wrong answers.
+
 The tests (:func:`population_test`), one family over every statistic of a suspect:
 
 * **k >= 19** (or ``method="exact"``): an exact rank test over models. For each statistic
@@ -50,7 +54,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -207,6 +211,17 @@ def wrong_answer_excess(teacher: Sequence[ItemRecord], model: Sequence[ItemRecor
     return (matches - chance) / len(pairs)
 
 
+def carries_evidence(teacher: TaskRun) -> bool:
+    """Whether a task gives per-task statistics: the teacher is right on some items and wrong on
+    others. Right everywhere, kappa is 0/0 and there are no shared mistakes; wrong everywhere
+    (the embedded models on ``humaneval``), kappa is 0/0 again and identical wrong answers are a
+    handful of coincidences among failures (0.000-0.005 across the zoo's controls, which a
+    parametric test over models reads as many standard deviations). A rule on the teacher
+    alone, so it leaves the task out for every model alike."""
+    right = [r.correct for r in teacher.records]
+    return any(right) and not all(right)
+
+
 def aligned(runs: Mapping[str, TaskRun]) -> dict[str, list[ItemRecord]]:
     """Every model's records on the items all of them have, in one order (sorted doc hash)."""
     if not runs:
@@ -239,6 +254,8 @@ def population_statistics(teacher: str, runs: Mapping[str, Mapping[str, TaskRun]
             if m in probes:
                 out[m][Statistic(LOGIT, "dark_knowledge")] = dark_knowledge(probes[teacher], probes[m])
     for task in tasks:
+        if not carries_evidence(runs[teacher][task]):
+            continue
         records = aligned({m: runs[m][task] for m in [teacher, *models]})
         t = records[teacher]
         has_choices = choices and any(r.choice_logprobs is not None and len(r.choice_logprobs) >= 3 for r in t)
@@ -247,6 +264,31 @@ def population_statistics(teacher: str, runs: Mapping[str, Mapping[str, TaskRun]
                 out[m][Statistic(CHOICE, "choice_order", task)] = choice_order(t, records[m])
             out[m][Statistic(TEXT, "kappa", task)] = error_consistency(t, records[m])
             out[m][Statistic(TEXT, "same_wrong_answer", task)] = wrong_answer_excess(t, records[m])
+    return out
+
+
+def pool_tasks(values: Mapping[str, Mapping[Statistic, float]]) -> dict[str, dict[Statistic, float]]:
+    """The fixed rule that combines tasks: each per-task statistic becomes one pooled statistic,
+    its mean over the tasks where it is defined for every model given (the same tasks for all,
+    so the models stay exchangeable); pooled statistics (``task == ""``) pass through.
+
+    Why pool: a statistic of one task can be nearly constant across the references and discrete
+    (a handful of identical wrong answers on a task everyone fails), where a parametric test
+    over models reads one extra match as many standard deviations. On the embedded zoo the
+    identical wrong answers on ``humaneval`` (0.000 to 0.005 across seven controls) flagged a
+    control at Holm p = 0.001 before tasks were pooled. A mean over tasks is smoother, and four
+    statistics instead of thirty cost Holm less."""
+    models = list(values)
+    names = sorted({(s.kind, s.name) for row in values.values() for s in row if s.task})
+    out: dict[str, dict[Statistic, float]] = {m: {s: v for s, v in values[m].items() if not s.task}
+                                              for m in models}
+    for kind, name in names:
+        tasks = sorted({s.task for row in values.values() for s in row if (s.kind, s.name) == (kind, name)})
+        usable = [t for t in tasks
+                  if all(math.isfinite(values[m].get(Statistic(kind, name, t), math.nan)) for m in models)]
+        for m in models:
+            out[m][Statistic(kind, name)] = (float(np.mean([values[m][Statistic(kind, name, t)] for t in usable]))
+                                             if usable else math.nan)
     return out
 
 
@@ -300,6 +342,9 @@ class PopulationVerdict:
     tests: tuple[StatisticTest, ...]
     skipped: tuple[tuple[Statistic, str], ...]  # statistics left out, with why
     reason: str
+    # tiered verdicts (:func:`evidence_test`): the weaker kinds' statistics beside the
+    # references' (Holm among themselves), shown and never deciding
+    supporting: tuple[StatisticTest, ...] = ()
 
     @property
     def flagged(self) -> bool | None:
@@ -483,14 +528,48 @@ class Calibration:
         for v, p in zip(self.verdicts, self.p_holm, strict=True):
             method = "exact" if v.method == EXACT else "Crawford-Howell" if v.method == PARAMETRIC else "-"
             out.append(f"  {v.suspect}: p = {fmt_p(v.p_value)}, Holm {fmt_p(p)} ({method}, "
-                       f"{len(v.references)} references, {len(v.tests)} statistics): {v.status}")
+                       f"{len(v.references)} references, {len(v.tests)} "
+                       f"statistic{'' if len(v.tests) == 1 else 's'}): {v.status}")
         return out
 
 
+def evidence_test(values: Mapping[str, Mapping[Statistic, float]], suspect: str,
+                  references: Sequence[str], *, alpha: float = 0.05,
+                  method: str = "auto") -> PopulationVerdict:
+    """The verdict on the strongest kind of evidence (logit, then choice, then text) that is
+    defined for the suspect and every reference; the weaker kinds are tested the same way and
+    reported as supporting evidence, never deciding.
+
+    Why tiers: the kinds are not equally clean. Dark knowledge ranks the teacher's runner-up
+    tokens, which neither accuracy nor temperature moves; kappa on right/wrong grows with shared
+    item difficulty and with skill, and the identical wrong answers of a task everyone fails are
+    a handful of counts. Pooled over the tasks and put in one Holm family with dark knowledge,
+    kappa flagged the embedded `control-03` against the seven other controls (0.322 against
+    0.230-0.260; Holm p 0.019 over the eight leave-one-out tests) although it ranks 2nd of 8 on
+    dark knowledge. A fixed order, strongest first, is a gatekeeping rule: the family-wise error
+    is the first available tier's alone, and the text tier still decides for a teacher that
+    shows only text."""
+    chosen: PopulationVerdict | None = None
+    rest: list[StatisticTest] = []
+    for kind in KIND_ORDER:
+        tier = {m: {s: v for s, v in row.items() if s.kind == kind} for m, row in values.items()}
+        verdict = population_test(tier, suspect, references, alpha=alpha, method=method)
+        if chosen is None and verdict.tests:
+            chosen = verdict
+        elif verdict.tests:
+            rest.extend(verdict.tests)
+    if chosen is None:
+        return population_test(values, suspect, references, alpha=alpha, method=method)
+    return replace(chosen, supporting=tuple(rest))
+
+
 def leave_one_out(values: Mapping[str, Mapping[Statistic, float]], references: Sequence[str], *,
-                  alpha: float = 0.05, method: str = "auto") -> Calibration:
-    verdicts = tuple(population_test(values, r, [x for x in references if x != r], alpha=alpha,
-                                     method=method) for r in references)
+                  alpha: float = 0.05, method: str = "auto", tiered: bool = True) -> Calibration:
+    """Each reference against the others with the test the suspects get (:func:`evidence_test`
+    when ``tiered``, else :func:`population_test`), Holm over them."""
+    test = evidence_test if tiered else population_test
+    verdicts = tuple(test(values, r, [x for x in references if x != r], alpha=alpha,
+                          method=method) for r in references)
     tested = [i for i, v in enumerate(verdicts) if v.p_value is not None]
     adjusted = _holm([verdicts[i].p_value for i in tested])  # type: ignore[misc]
     p_holm: list[float | None] = [None] * len(verdicts)

@@ -39,6 +39,12 @@ def short_names(names: list[str], width: int) -> dict[str, str]:
     return {n: short(n, width - len(f"#{i}")) + f"#{i}" for i, n in enumerate(out, 1)}
 
 
+def shown_models(state: SessionView) -> list[Any]:
+    """The models the score tables list: a reference alone (``scored = false``) has no score
+    items; its accuracies are in the evidence section."""
+    return [m for m in state.settings.models if m.scored]
+
+
 def summary_frame(state: SessionView) -> pd.DataFrame:
     """One row per (task, model): the numbers every report is built from."""
     import pandas as pd
@@ -49,7 +55,7 @@ def summary_frame(state: SessionView) -> pd.DataFrame:
     runs = state.runs()
     settings = state.settings
     for task_id, task in state.tasks.items():
-        for model in settings.models:
+        for model in shown_models(state):
             run = runs.get((model.name, task_id))
             row: dict[str, Any] = {
                 "suite": task.suite, "task": task.name, "task_id": task_id, "difficulty": task.difficulty,
@@ -123,7 +129,7 @@ def terminal_table(state: SessionView, frame: pd.DataFrame) -> str:
 def _wide_table(state: SessionView, frame: pd.DataFrame) -> str:
     from tabulate import tabulate
 
-    models = list(state.settings.models)
+    models = shown_models(state)
     students = [m for m in models if m.role == "student"]
     names = short_names([m.name for m in models], 12)
     ret_names = short_names([s.name for s in students], 8)
@@ -155,13 +161,13 @@ def _long_table(state: SessionView, frame: pd.DataFrame) -> str:
     """Many models: a row each, so the width no longer grows with the number of models."""
     from tabulate import tabulate
 
-    names = short_names([m.name for m in state.settings.models], 16)
+    names = short_names([m.name for m in shown_models(state)], 16)
     status = _model_status(state)
     body = []
     for task_id, group in frame.groupby("task_id", sort=False):
         by_model = {r["model"]: r for _, r in group.iterrows()}
         first = group.iloc[0]
-        for i, m in enumerate(state.settings.models):
+        for i, m in enumerate(shown_models(state)):
             r = by_model.get(m.name)
             ret = None if r is None else r.get("retention")
             st = status.get((task_id, m.name), "")
@@ -209,7 +215,7 @@ def cost_table(state: SessionView, frame: pd.DataFrame) -> str:
     if frame.empty or "flops_per_item" not in frame:
         return ""
     body = []
-    for model in state.settings.models:
+    for model in shown_models(state):
         sub = frame[frame["model"] == model.name]
         if sub.empty or "score" not in sub or sub["score"].isna().all():
             continue

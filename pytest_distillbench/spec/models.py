@@ -12,6 +12,8 @@ ROLES = ("teacher", "student", "control")
 # The embedded checkpoints (``zoo:<name>`` paths) ship in the package's ``zoo/`` folder; the
 # code that trains them lives there too, but finding them is a matter of declaring models.
 ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"
+# The embedded reference population (trained by ``zoo.build``, each from its own seeds).
+ZOO_CONTROLS = tuple(f"control-{i:02d}" for i in range(1, 9))
 BACKENDS = ("hf", "vllm", "api", "api-chat")
 
 # Files that decide what a checkpoint computes. The model card (README.md) is left out
@@ -45,6 +47,10 @@ class ModelSpec:
     batch_size: int = 32
     teacher: str | None = None  # students: the teacher they were distilled from
     expect_distilled: bool | None = None  # evidence items assert this when set
+    # false (controls only): a reference of the distillation evidence and nothing else: no
+    # score, retention, compute or baseline items, and evaluated only where the evidence reads
+    # it (not on a task whose teacher is right, or wrong, on every item)
+    scored: bool = True
     think_delimiter: str | None = None  # reasoning models: score the text after it
     params: float | None = None  # declared matmul parameters (unknown architectures)
     active_params: float | None = None

@@ -27,6 +27,7 @@ from ..errors import DistillbenchError
 
 # kept equal to models.ROLES / models.BACKENDS and settings.VERDICT_METHODS (tests/test_bad_input.py)
 Role = Literal["teacher", "student", "control"]
+EvidenceMethod = Literal["auto", "exact", "parametric"]
 Backend = Literal["hf", "vllm", "api", "api-chat"]
 Verdict = Literal["auto", "mcnemar", "margin", "margin-split"]
 # torch dtype names that lm-eval's HFLM and vLLM accept
@@ -61,6 +62,7 @@ class ModelTable(_Schema):
     batch_size: int = Field(32, ge=1, description="batch_size = 32 (a whole number, at least 1)")
     teacher: str | None = Field(None, min_length=1, description='teacher = "<the teacher model\'s name>"')
     expect_distilled: bool | None = Field(None, description="expect_distilled = true or false")
+    scored: bool = Field(True, description="scored = false (a control that is only a reference of the evidence)")
     think_delimiter: str | None = Field(None, min_length=1, description='think_delimiter = "</think>"')
     params: float | None = Field(None, gt=0, description="params = 7e9 (matmul parameters, > 0)")
     active_params: float | None = Field(None, gt=0, description="active_params = 1.3e9 (> 0)")
@@ -84,6 +86,8 @@ class ProjectSettings(_Schema):
     alpha: float = Field(0.05, gt=0, lt=1, description="alpha = 0.05 (an error rate, 0 < x < 1)")
     max_flops_increase: float = Field(0.10, ge=0, description="max_flops_increase = 0.10 (a fraction, >= 0)")
     verdict: Verdict = Field("auto", description='verdict = "auto", "mcnemar", "margin" or "margin-split"')
+    evidence_method: EvidenceMethod = Field(
+        "auto", description='evidence_method = "auto", "exact" or "parametric" (the population test)')
     seed: int = Field(1234, ge=0, description="seed = 1234 (a whole number, >= 0)")
     batch_size: int | None = Field(None, ge=1, description="batch_size = 32 (a whole number, at least 1)")
     device: Device | None = Field(None, description='device = "auto", "cpu", "cuda" or "cuda:1"')

@@ -47,12 +47,10 @@ def _describe_role(facts: ModelFacts) -> str:
         return (f"A student distilled from `{facts.teacher}` (Hinton et al. 2015): "
                 f"loss = {t['alpha']}·T²·KL(teacher_T ‖ student_T) + {1 - t['alpha']:g}·CE, "
                 f"T = {t['temperature']}, on the target positions.")
-    if facts.name == "control":
-        return ("A control: the student's architecture, initialisation, data order and steps, "
-                "trained on the labels alone; it never saw the teacher.")
-    return ("A second control: the student's architecture, data order and steps from its own "
-            "initial weights, trained on the labels alone; it never saw the teacher. It is the "
-            "reference when the evidence asks whether the first control copies the teacher.")
+    return ("A control, one of the zoo's reference population: the student's architecture, data "
+            "and steps, trained on the labels alone from its own initial weights and its own "
+            "batch order; it never saw the teacher. The evidence compares a suspect with these "
+            "controls (and each control, left out in turn, with the others).")
 
 
 def render_card(facts: ModelFacts) -> str:
