@@ -355,3 +355,12 @@ def test_metric_without_one_of_several_filters_is_refused(tmp_path: Path) -> Non
                                                 r"\(flexible-extract, strict-match\)"):
         records_from_samples(samples, task, None, 8)
     assert len(records_from_samples(samples[:1], task, None, 8)) == 1  # one pipeline: that one
+
+
+def test_only_a_control_can_be_a_reference_alone(tmp_path: Path, tiny_model: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        f'[tool.distillbench.models.teacher]\nrole = "teacher"\npath = "{tiny_model}"\n'
+        f'[tool.distillbench.models.small]\nrole = "student"\npath = "{tiny_model}"\nscored = false\n')
+    with pytest.raises(DistillbenchError, match=r"models\.small\]\.scored.*only a control") as info:
+        build_settings(SimpleNamespace(), tmp_path)
+    assert "fix: remove scored = false, or make the model a control" in str(info.value)

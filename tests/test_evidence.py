@@ -795,3 +795,44 @@ def test_shared_blank_answers_are_not_shared_wrong_answers() -> None:
     # the same items with a real shared wrong answer are evidence
     copied = make_run("c", [False] * n, [f"t{i}" if not s else f"c{i}" for i, s in enumerate(silent)])
     assert reference_test(teacher, copied, [reference], iters=2000).p_value < 0.01
+
+
+def test_plugin_a_reference_alone_has_evidence_items_only_and_skips_a_task_without_evidence(
+        pytester: pytest.Pytester, tiny_model: Path, tiny_controls: list[Path]) -> None:
+    """Controls declared ``scored = false`` get no score or baseline items, are evaluated where
+    the evidence reads them, and not on a task whose teacher is right on every item."""
+    _project(pytester.path, _with_controls(tiny_model, (tiny_model, True), tiny_controls))
+    toml = pytester.path / "pyproject.toml"
+    toml.write_text(toml.read_text().replace('role = "control"', 'role = "control"\nscored = false'))
+    # a second task; relabelled below with the teacher's own choices
+    rows = [{"prompt": f"Q: {i}?", "choices": ["a", "b"], "label": 0} for i in range(30)]
+    write_jsonl(pytester.path / "suites" / "data" / "easy.jsonl", rows)
+    suite = pytester.path / "suites" / "demo.yaml"
+    suite.write_text(suite.read_text() + mc_task("easy", "data/easy.jsonl"))
+    first = pytester.runpytest("-p", "no:cacheprovider", "--distillbench", "suites",
+                               "--distillbench-json", "run.json", "--collect-only", "-q")
+    collected = first.stdout.str()
+    assert "compare[ref0-evidence]" in collected and "compare[ref0]" not in collected
+    assert "compare[ref0-baseline]" not in collected and "compare[copy]" in collected
+    # relabel the easy task with the teacher's own choices, so it is right on every item
+    run = pytester.runpytest("-p", "no:cacheprovider", "--distillbench", "suites", "-k", "easy and teacher",
+                             "--distillbench-json", "teacher.json")
+    records = next(r for r in json.loads((pytester.path / "teacher.json").read_text())["runs"]
+                   if r["task"] == "demo/easy")["records"]
+    chosen = [max(range(2), key=lambda j, r=r: r["choice_logprobs"][j]) for r in records]
+    write_jsonl(pytester.path / "suites" / "data" / "easy.jsonl",
+                [{**row, "label": c} for row, c in zip(rows, chosen, strict=True)])
+    run = pytester.runpytest("-p", "no:cacheprovider", "--distillbench", "suites",
+                             "--distillbench-json", "run.json", "-rs")
+    doc = json.loads((pytester.path / "run.json").read_text())
+    evaluated = {(r["model"], r["task"]) for r in doc["runs"]}
+    assert ("teacher", "demo/easy") in evaluated and ("ref0", "demo/compare") in evaluated
+    assert not any(m.startswith("ref") and t == "demo/easy" for m, t in evaluated)
+    items = {i["name"] if "name" in i else k: i for k, i in doc["items"].items()}
+    easy = next(i for k, i in items.items() if "easy[ref0-evidence]" in k)
+    assert easy["outcome"] == "passed"  # the verdict, pooled over the tasks, still speaks here
+    out = run.stdout.str()
+    assert "right on every item of this task" in json.dumps(doc["sections"]["evidence"])
+    header = next(line for line in out.splitlines() if line.startswith("suite "))
+    assert "teacher" in header and "copy" in header and "ref0" not in header  # no score columns
+    assert run.ret == 0
