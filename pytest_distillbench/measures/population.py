@@ -27,7 +27,9 @@ The per-task statistics are combined by a fixed rule before the test (:func:`poo
 mean over the tasks where a statistic is defined for every model), so a verdict rests on at
 most four statistics: dark knowledge, wrong-choice order, kappa and identical wrong answers.
 
-The tests (:func:`population_test`), one family over every statistic of a suspect:
+The verdict (:func:`evidence_test`) is taken on the strongest kind of evidence every model has
+(logit, then choice, then text); the weaker kinds are tested the same way and reported beside it.
+The test of one family of statistics (:func:`population_test`):
 
 * **k >= 19** (or ``method="exact"``): an exact rank test over models. For each statistic
   every one of the k + 1 models is standardised against the other k (its value less their
@@ -45,8 +47,9 @@ The tests (:func:`population_test`), one family over every statistic of a suspec
 * **k < 2**: "undetermined (needs at least two references)", never a flag.
 
 :func:`leave_one_out` is the calibration check: each reference in turn as the suspect against
-the others, Holm over the k verdicts; a recipe whose controls get flagged makes any flag of the
-suspect meaningless.
+the others (with the same tiered test), Holm over the k verdicts; a recipe whose controls get
+flagged makes any flag of the suspect meaningless (``measures.evidence`` then reports the
+suspect undetermined).
 """
 
 from __future__ import annotations
