@@ -364,3 +364,11 @@ def test_only_a_control_can_be_a_reference_alone(tmp_path: Path, tiny_model: Pat
     with pytest.raises(DistillbenchError, match=r"models\.small\]\.scored.*only a control") as info:
         build_settings(SimpleNamespace(), tmp_path)
     assert "fix: remove scored = false, or make the model a control" in str(info.value)
+
+
+def test_unknown_evidence_method_names_the_choices(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.distillbench]\nevidence_method = "bogus"\n')
+    with pytest.raises(DistillbenchError, match="evidence_method: must be one of 'auto', 'exact' or 'parametric'"):
+        build_settings(SimpleNamespace(), tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.distillbench]\nevidence_method = "exact"\n')
+    assert build_settings(SimpleNamespace(), tmp_path).evidence_method == "exact"
