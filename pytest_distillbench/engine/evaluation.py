@@ -302,9 +302,10 @@ class Evaluator:
     def _evidence_tasks(self, spec: ModelSpec, pending: list[str]) -> list[str]:
         """A reference alone (``scored = false``) is evaluated only where the evidence reads it:
         its probes, and the tasks whose teacher run carries per-task evidence
-        (``measures.population.carries_evidence``); the teacher is evaluated first to know.
+        (``measures.population.carries_evidence``: the teacher is not right, or wrong, on every
+        item); the teacher is evaluated first to know.
         On pytest-xdist workers the shares are fixed in advance, so every planned task runs."""
-        from ..measures.population import carries_evidence
+        from ..measures.population import uniform_outcome
 
         teacher = self.settings.teacher_of(spec)
         if teacher is None:
@@ -319,8 +320,8 @@ class Evaluator:
             except DistillbenchError:
                 keep.append(task)  # the evidence will say the teacher is unavailable
                 continue
-            if isinstance(run, TaskRun) and not carries_evidence(run):
-                where = "right" if all(r.correct for r in run.records) else "wrong"
+            where = uniform_outcome(run) if isinstance(run, TaskRun) else None
+            if where is not None:
                 self.results[(spec.name, task)] = Unavailable(
                     f"{spec.name} is a reference only (scored = false) and {teacher.name} is {where} "
                     f"on every item of {task}, so no statistic of the evidence reads it: not evaluated")

@@ -75,6 +75,7 @@ from .population import (
     pool_tasks,
     population_statistics,
     population_test,
+    uniform_outcome,
 )
 from .probes import ProbeResult, probe_agreement
 from .stats import kendall_tau_b
@@ -506,8 +507,8 @@ class ModelVerdict:
         return "; ".join(parts)
 
     def strips(self, limit: int = 6) -> list[str]:
-        """The suspect's statistic beside the references', most telling first: the logit
-        statistic, then the smallest p-values."""
+        """The suspect's statistics beside the references': the deciding tier's, then the
+        supporting ones."""
         v = self.population
         lines = [f"{t.statistic.label:<20} {t.strip()}, p {fmt_p(t.p_adjusted)}" for t in v.tests]
         lines += [f"{t.statistic.label:<20} {t.strip()}, p {fmt_p(t.p_adjusted)} (supporting)"
@@ -572,13 +573,18 @@ def fmt_num(x: float | None, digits: int = 2) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def controls_of(settings: Any, teacher: str) -> list[str]:
+    """The controls whose teacher is ``teacher``: its reference population."""
+    return [m.name for m in settings.models if m.role == "control"
+            and (t := settings.teacher_of(m)) is not None and t.name == teacher]
+
+
 def references_for(settings: Any, model: str) -> tuple[list[str], str]:
     """The controls of ``model``'s teacher other than ``model``, and how to name them. Students
     are never references: they are not independent of the teacher."""
     spec = settings.model(model)
     teacher = settings.teacher_of(spec)
-    controls = [m.name for m in settings.models if m.role == "control" and m.name != model
-                and teacher is not None and settings.teacher_of(m) == teacher]
+    controls = [] if teacher is None else [c for c in controls_of(settings, teacher.name) if c != model]
     if not controls:
         return [], ""
     return controls, "other controls" if spec.role == "control" else "controls"
@@ -637,7 +643,7 @@ def assess_session(settings: Settings, pairs: Iterable[tuple[str, str]],
     leave-one-out tests are the calibration check (Holm over them)."""
     pairs = sorted(set(pairs))
     alpha = settings.alpha
-    method = getattr(settings, "evidence_method", "auto")
+    method = settings.evidence_method
     skipped: list[str] = []
     assessed: list[TaskEvidence] = []
     verdicts: list[ModelVerdict] = []
@@ -648,8 +654,7 @@ def assess_session(settings: Settings, pairs: Iterable[tuple[str, str]],
         if teacher is not None and model not in by_teacher.setdefault(teacher.name, []):
             by_teacher[teacher.name].append(model)
     for teacher, suspects in by_teacher.items():
-        controls = [m.name for m in settings.models if m.role == "control"
-                    and (t := settings.teacher_of(m)) is not None and t.name == teacher]
+        controls = controls_of(settings, teacher)
         wanted = {m: {t for t, x in pairs if x == m} for m in suspects}
         tasks = sorted(set().union(*wanted.values()))
         everyone = list(dict.fromkeys([teacher, *suspects, *controls]))
@@ -678,7 +683,6 @@ def assess_session(settings: Settings, pairs: Iterable[tuple[str, str]],
                 assert isinstance(r, TaskRun)
                 usable[n][task] = r
         teacher_probe = probes.get(teacher)
-        text_only = settings.model(teacher).backend == "api-chat" or teacher_probe is None
         per_task = population_statistics(teacher, usable, probes, logits=teacher_probe is not None)
         values = pool_tasks(per_task)
         calibration = leave_one_out(values, controls, alpha=alpha, method=method)
@@ -717,9 +721,8 @@ def assess_session(settings: Settings, pairs: Iterable[tuple[str, str]],
                                         method=method).tests
                 status, reason = _task_status(verdict, tests)
                 if task not in mine:
-                    where = "right" if all(r.correct for r in trun.records) else "wrong"
-                    reason += (f" ({teacher} is {where} on every item of this task, so no per-task "
-                               "statistic reads it)")
+                    reason += (f" ({teacher} is {uniform_outcome(trun)} on every item of this task, "
+                               "so no per-task statistic reads it)")
                 task_prompts = {r.prompt for r in trun.records}
                 assessed.append(TaskEvidence(
                     task=task, model=model, teacher=teacher, references=tuple(r.model for r in refs),
@@ -727,7 +730,7 @@ def assess_session(settings: Settings, pairs: Iterable[tuple[str, str]],
                     pair=pair_statistics(trun, mrun, hashes, seed=settings.seed),
                     reference_pairs=tuple(pair_statistics(trun, r, hashes, seed=settings.seed) for r in refs),
                     tests=tests, status=status, reason=reason,
-                    probe=None if text_only else probe_summary(teacher_probe, probes.get(model), task_prompts)))
+                    probe=probe_summary(teacher_probe, probes.get(model), task_prompts)))
     return SessionEvidence(alpha=alpha, tasks=tuple(assessed), models=tuple(verdicts),
                            skipped=tuple(skipped), calibration=tuple(calibrations))
 

@@ -214,15 +214,22 @@ def wrong_answer_excess(teacher: Sequence[ItemRecord], model: Sequence[ItemRecor
     return (matches - chance) / len(pairs)
 
 
+def uniform_outcome(teacher: TaskRun) -> str | None:
+    """``"right"`` or ``"wrong"`` when the teacher is so on every item of the run, else None."""
+    right = [r.correct for r in teacher.records]
+    if all(right):
+        return "right"
+    return "wrong" if not any(right) else None
+
+
 def carries_evidence(teacher: TaskRun) -> bool:
     """Whether a task gives per-task statistics: the teacher is right on some items and wrong on
     others. Right everywhere, kappa is 0/0 and there are no shared mistakes; wrong everywhere
     (the embedded models on ``humaneval``), kappa is 0/0 again and identical wrong answers are a
-    handful of coincidences among failures (0.000-0.005 across the zoo's controls, which a
+    handful of coincidences among failures (-0.001 to 0.005 across the zoo's controls, which a
     parametric test over models reads as many standard deviations). A rule on the teacher
     alone, so it leaves the task out for every model alike."""
-    right = [r.correct for r in teacher.records]
-    return any(right) and not all(right)
+    return uniform_outcome(teacher) is None
 
 
 def aligned(runs: Mapping[str, TaskRun]) -> dict[str, list[ItemRecord]]:
@@ -278,7 +285,7 @@ def pool_tasks(values: Mapping[str, Mapping[Statistic, float]]) -> dict[str, dic
     Why pool: a statistic of one task can be nearly constant across the references and discrete
     (a handful of identical wrong answers on a task everyone fails), where a parametric test
     over models reads one extra match as many standard deviations. On the embedded zoo the
-    identical wrong answers on ``humaneval`` (0.000 to 0.005 across seven controls) flagged a
+    identical wrong answers on ``humaneval`` (-0.001 to 0.005 across seven controls) flagged a
     control at Holm p = 0.001 before tasks were pooled. A mean over tasks is smoother, and four
     statistics instead of thirty cost Holm less."""
     models = list(values)
